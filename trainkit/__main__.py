@@ -1,0 +1,3 @@
+from trainkit.cli import main
+
+raise SystemExit(main())
