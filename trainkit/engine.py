@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -37,6 +37,8 @@ from trainkit.paths import REPO_ROOT
 log = logging.getLogger(__name__)
 
 ENGINES = ("docker", "podman")
+# `trainkit run --engine` values this module serves; `auto`: docker when its daemon answers.
+ENGINE_CHOICES = ("auto", *ENGINES)
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
 BASE_IMAGE_SCRIPT = REPO_ROOT / "scripts" / "build-test-base-image"
 # `--base-image local`: the offline Debian image scripts/build-test-base-image builds (cached).
@@ -339,14 +341,10 @@ def s3_settings(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, str
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """The container options of `trainkit run` (the local-mode options are run.py's)."""
-    group = parser.add_argument_group("container engine (build the real image and run it)")
-    group.add_argument(
-        "--engine",
-        choices=("none", "auto", *ENGINES),
-        default="none",
-        help="none: run the entrypoint without a container (default); auto: docker when its "
-        "daemon answers, else podman",
+    """The container options of `trainkit run` (`--engine` and the local-mode options are
+    run.py's; its engine registry maps ENGINE_CHOICES to run_plan)."""
+    group = parser.add_argument_group(
+        "container engine (with --engine auto|docker|podman: build the real image and run it)"
     )
     group.add_argument(
         "--base-image",
@@ -399,67 +397,87 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def start_container(engine: Engine, name: str) -> int:
+# runner(argv, env) -> (exit code, last lines of output): how an attached engine command runs.
+# Default: inherit stdout/stderr; `trainkit run` passes one that tees into run.log.
+Runner = Callable[[list[str], dict[str, str]], tuple[int, str]]
+
+
+def _inherit(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    return subprocess.run(argv, env=env, check=False).returncode, ""
+
+
+def _attached(engine: Engine, argv: list[str], runner: Runner | None) -> tuple[int, str]:
+    print(f"$ {engine.display(argv)}", file=sys.stderr, flush=True)
+    return (runner or _inherit)([engine.executable, *argv], engine.command_env())
+
+
+def container_exists(engine: Engine, name: str) -> bool:
+    argv = ["container", "exists", name] if engine.name == "podman" else ["inspect", name]
+    return engine.run(argv, quiet=True, capture_output=True).returncode == 0
+
+
+def start_container(engine: Engine, name: str, runner: Runner | None = None) -> tuple[int, str]:
     """Re-run an existing container attached, like the platform's `docker start`."""
-    exists = engine.run(
-        ["container", "exists", name]
-        if engine.name == "podman"
-        else ["container", "inspect", name],
-        quiet=True,
-        capture_output=True,
-    )
-    if exists.returncode != 0:
+    if not container_exists(engine, name):
         raise TrainkitError(f"--restart: no container named {name!r}; run without --restart")
-    return engine.run(["start", "-a", name]).returncode
+    return _attached(engine, ["start", "-a", name], runner)
 
 
 def remove_container(engine: Engine, name: str) -> None:
     engine.run(["rm", "-f", name], quiet=True, capture_output=True)
 
 
-def build_and_run(
-    engine: Engine,
-    context: Path,
-    spec: RunSpec,
-    *,
-    base_image: str | None,
-    torch_index: str,
-    build: bool = True,
-    secrets: Mapping[str, str] | None = None,
-) -> int:
-    """Build the image from `context`, replace the container `spec.name`, run it attached."""
+def build_image(
+    engine: Engine, context: Path, tag: str, *, base_image: str | None, torch_index: str
+) -> None:
+    """Build `tag` from `context`; `base_image` 'local' = the offline base image (cached)."""
     if base_image == LOCAL_BASE_IMAGE:
         base_image = ensure_local_base_image(engine)
-    if build:
-        engine.run(
-            build_command(context, spec.image, base_image=base_image, torch_index=torch_index),
-            check=True,
-        )
+    engine.run(
+        build_command(context, tag, base_image=base_image, torch_index=torch_index), check=True
+    )
+
+
+def run_new_container(
+    engine: Engine,
+    spec: RunSpec,
+    *,
+    secrets: Mapping[str, str] | None = None,
+    runner: Runner | None = None,
+) -> tuple[int, str]:
+    """Replace the container `spec.name` by a new one from `spec.image`, run it attached."""
     spec.output.mkdir(parents=True, exist_ok=True)
     remove_container(engine, spec.name)
     with secret_env_file(secrets or {}) as env_file:
         spec.env_file = env_file
-        code = engine.run(run_command(spec, engine.name)).returncode
+        result = _attached(engine, run_command(spec, engine.name), runner)
     print(
-        f"trainkit run: container {spec.name} exited {code}; re-run it with "
+        f"trainkit run: container {spec.name} exited {result[0]}; re-run it with "
         f"`trainkit run ... --restart` or `{engine.display(['start', '-a', spec.name])}`",
         file=sys.stderr,
+        flush=True,
     )
-    return code
+    return result
 
 
-def run_container(args: argparse.Namespace, assemble_context) -> int:
-    """`trainkit run --engine ...`: glue between run.py's options and build_and_run.
+def default_user() -> tuple[int, int]:
+    """The calling user; under sudo the user who called sudo."""
+    if os.getuid() == 0 and os.environ.get("SUDO_UID", "").isdigit():
+        return int(os.environ["SUDO_UID"]), int(os.environ.get("SUDO_GID") or 0)
+    return os.getuid(), os.getgid()
 
-    `assemble_context(args, dest: Path) -> Path` writes the platform's build context into dest
-    (run.py's workspace builder) and returns it.
+
+def run_plan(plan, args: argparse.Namespace, runner: Runner | None = None) -> tuple[int, str]:
+    """`trainkit run --engine auto|docker|podman` for run.py's RunPlan.
+
+    Uses plan.arch_dir, plan.workspace (the assembled build context), plan.output_dir,
+    plan.minio_root and plan.dataset_id; the options are add_engine_arguments'.
     """
     engine = detect_engine(args.engine)
-    arch_dir = Path(args.architecture)
+    arch_dir = Path(plan.arch_dir)
     name = args.name or container_name(arch_dir)
     if args.restart:
-        return start_container(engine, name)
-    user = parse_user(args.user) if args.user else (os.getuid(), os.getgid())
+        return start_container(engine, name, runner)
     plain: dict[str, str] = {}
     secrets: dict[str, str] = {}
     network = args.network
@@ -467,31 +485,27 @@ def run_container(args: argparse.Namespace, assemble_context) -> int:
         plain, secrets = s3_settings(args)
         if network is None and _is_loopback(plain["S3_HOST"]):
             network = "host"  # the container must reach the host's loopback
-    elif args.minio is None:
+    elif plan.minio_root is None:
         raise TrainkitError("--engine: give --minio DIR (mocked MinIO folder) or --s3")
     spec = RunSpec(
         image=image_tag(arch_dir),
         name=name,
-        output=Path(args.output),
-        dataset_id=args.dataset_id,
-        minio=None if args.s3 else Path(args.minio),
-        user=user,
+        output=Path(plan.output_dir),
+        dataset_id=plan.dataset_id,
+        minio=None if args.s3 else Path(plan.minio_root),
+        user=parse_user(args.user) if args.user else default_user(),
         s3_env=plain,
         fuse=args.s3,
         privileged=args.privileged,
         network=network,
         shm_size=args.shm_size,
     )
-    with tempfile.TemporaryDirectory(prefix="trainkit-context-") as tmp:
-        context = Path(tmp) / "context"
-        if not args.no_build:
-            assemble_context(args, context)
-        return build_and_run(
+    if not args.no_build:
+        build_image(
             engine,
-            context,
-            spec,
+            Path(plan.workspace),
+            spec.image,
             base_image=args.base_image,
             torch_index=args.torch_index,
-            build=not args.no_build,
-            secrets=secrets,
         )
+    return run_new_container(engine, spec, secrets=secrets, runner=runner)

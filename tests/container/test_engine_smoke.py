@@ -72,13 +72,14 @@ def test_build_run_restart_and_failure(tmp_path, engine, base_image, capfd):
         image=tag, name=name, output=out, dataset_id="5", minio=minio, user=user
     )
     try:
-        code = engine_mod.build_and_run(
+        engine_mod.build_image(
             engine,
             _context(tmp_path),
-            spec,
+            tag,
             base_image=base_image,
             torch_index="https://example.invalid/whl/cpu",
         )
+        code, _ = engine_mod.run_new_container(engine, spec)
         captured = capfd.readouterr()
         assert code == 0, captured.err[-3000:]
         assert "torch 2." in captured.out
@@ -92,17 +93,14 @@ def test_build_run_restart_and_failure(tmp_path, engine, base_image, capfd):
         assert (out / "torch-index").read_text().strip() == "https://example.invalid/whl/cpu"
 
         # The platform re-runs the same container with `start`.
-        assert engine_mod.start_container(engine, name) == 0
+        assert engine_mod.start_container(engine, name) == (0, "")
         assert (out / "runs").read_text().strip() == "2"
 
         # A failing container's exit code and failure file reach the caller.
         bad = engine_mod.RunSpec(
             image=tag, name=name, output=out, dataset_id=None, minio=minio, user=user
         )
-        code = engine_mod.build_and_run(
-            engine, tmp_path, bad, base_image=None, torch_index="-", build=False
-        )
-        assert code == 3
+        assert engine_mod.run_new_container(engine, bad)[0] == 3
         assert (out / "failure").read_text().strip() == "DATASET_ID not set"
     finally:
         engine_mod.remove_container(engine, name)
