@@ -13,7 +13,13 @@ RUNTIME_FILES = (
     "dataset.py",
     "cvat_dataset.py",
     "export.py",
+    "schema_args.py",
 )
+
+# Needed by every generated train.py even on the platform's stock runtime (which lacks them):
+# the cookiecutter post-gen hook copies these from common/ into the generated docker/.
+# run_control.py joins this tuple (and RUNTIME_FILES) when lifecycle adds common/run_control.py.
+TEMPLATE_SUPPORT_FILES = ("schema_args.py",)
 
 # Required below provider/category/architecture/ (the platform's validation/template.json).
 CONFIG_DIR = "config"
