@@ -118,7 +118,12 @@ def check_schema(schema: Any, where: str, report: Report) -> bool:
                 "properties": {key: prop},
                 "definitions": schema.get("definitions", {}),
             }
-            for error in Draft7Validator(sub).iter_errors({key: prop["default"]}):
+            try:
+                errors = list(Draft7Validator(sub).iter_errors({key: prop["default"]}))
+            except Exception as exc:  # e.g. a $ref this sub-schema cannot resolve
+                report.warning(where, f"default of {key!r} not checked: {exc}")
+                continue
+            for error in errors:
                 report.error(
                     where,
                     f"default of {key!r} ({prop['default']!r}) is not valid for its schema: "
@@ -177,13 +182,17 @@ def check_defaults_and_round_trip(
             "trip were not checked",
         )
         return
-    defaults = sa.schema_defaults(schema)
+    try:
+        defaults = sa.schema_defaults(schema)
+    except Exception as exc:  # schema_args cannot read this schema: say why
+        report.error(schema_where, f"cannot compute the form defaults: {exc}")
+        return
     merged = {**defaults, **presets}
 
     def where(key: Any) -> str:
         return presets_where if key in presets else schema_where
 
-    for error in Draft7Validator(schema).iter_errors(merged):
+    for error in _safe_errors(schema, merged, schema_where, report):
         key = error.absolute_path[0] if error.absolute_path else None
         message = (
             f"form defaults merged with presets.json are not valid for the schema: "
@@ -218,7 +227,7 @@ def check_defaults_and_round_trip(
     for form, to_argv in forms:
         try:
             argv = to_argv(merged)
-        except (ValueError, TypeError) as exc:
+        except Exception as exc:  # e.g. an object value that has no argv form
             report.error(schema_where, f"{form}: cannot render the config as argv: {exc}")
             continue
         ns, problem = _parse(parser, argv)
@@ -241,6 +250,14 @@ def check_defaults_and_round_trip(
 
 
 _MISSING = object()
+
+
+def _safe_errors(schema: dict, instance: Any, where: str, report: Report) -> list:
+    try:
+        return list(Draft7Validator(schema).iter_errors(instance))
+    except Exception as exc:
+        report.warning(where, f"defaults not validated: {exc}")
+        return []
 
 
 def check_custom(custom: Any, where: str, report: Report) -> None:

@@ -160,6 +160,13 @@ def check_dockerfile(arch: Path, rel, report: Report) -> None:
         checkable = [s for s in copy.sources if "$" not in s and "://" not in s]
         matched = [s for s in checkable if any(_covers(s, target) for target in context)]
         for source in checkable:
+            if source.removeprefix("./") == "custom.json":
+                report.warning(
+                    where,
+                    "COPY custom.json: the platform's backend (build_train_image) does not put "
+                    "custom.json into the build context, so this COPY may fail there; use a "
+                    "glob (custom.json*) next to another source, or leave it out",
+                )
             if source in matched or (_is_glob(source) and matched):
                 continue
             report.error(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import zipfile
-from pathlib import Path
 
 import pytest
 
+from tests.support.packaging import package_sh, snapshot
 from tests.support.template_tree import (
     ARCH,
     ARCHITECTURE,
@@ -19,24 +18,8 @@ from tests.support.template_tree import (
     architecture_files,
     write_source_tree,
 )
-from trainkit import layout, paths
+from trainkit import layout
 from validation import validate_path
-
-PACKAGE_SH = paths.REPO_ROOT / "package.sh"
-
-
-def package_sh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run(
-        [str(PACKAGE_SH), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120
-    )
-
-
-def snapshot(directory: Path) -> dict[str, bytes | None]:
-    return {
-        p.relative_to(directory).as_posix(): (p.read_bytes() if p.is_file() else None)
-        for p in sorted(directory.rglob("*"))
-    }
 
 
 def expected_entries() -> list[str]:

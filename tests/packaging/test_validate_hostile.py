@@ -412,6 +412,13 @@ def test_dockerfile_optional_glob_needs_a_matching_sibling(sandbox):
     assert_finding(report, "ERROR", f"{TOP}/{DOCKERFILE}", "source 's3_credentials.py*' is not in")
 
 
+def test_dockerfile_copy_custom_json_warns(sandbox):
+    text = valid_files()[DOCKERFILE].decode().replace("custom.json*", "custom.json")
+    report = run(sandbox, lambda p: write_zip(p, mutated({DOCKERFILE: text.encode()})))
+    assert_finding(report, "WARNING", f"{TOP}/{DOCKERFILE}", "COPY custom.json: the platform's")
+    assert report.ok
+
+
 def test_dockerfile_env_missing_from_docker_dir(sandbox):
     files = mutated({f"{ARCH}/docker/.env": None})
     report = run(sandbox, lambda p: write_zip(p, files))

@@ -52,7 +52,7 @@ WORKDIR /workspace
 COPY docker-entrypoint.sh mount-s3.sh /
 COPY config.py config_to_args.py dataset.py cvat_dataset.py export.py ./
 COPY setup.py train.py requirements.txt ./
-COPY presets.json custom.json export_config.json train_config.json ./
+COPY presets.json custom.json* export_config.json train_config.json ./
 COPY .env ./
 ENTRYPOINT ["/bin/bash", "/docker-entrypoint.sh"]
 """
