@@ -24,9 +24,8 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "RESERVED_KEYS",
@@ -58,9 +57,12 @@ class SchemaArgsError(ValueError):
     """A schema or config that cannot be turned into arguments; the message names the culprit."""
 
 
-@dataclass(frozen=True)
-class _Spec:
-    """How one config key travels through argv: its kind, item kind, enum and default."""
+class _Spec(NamedTuple):
+    """How one config key travels through argv: its kind, item kind, enum and default.
+
+    A NamedTuple, not a dataclass: validators load this file by path without registering it in
+    sys.modules, which dataclasses (with postponed annotations) cannot cope with.
+    """
 
     key: str
     kind: str  # one of _SCALAR_KINDS, or "array"
