@@ -13,6 +13,7 @@ RUNTIME_FILES = (
     "dataset.py",
     "cvat_dataset.py",
     "export.py",
+    "s3_credentials.py",  # STS token exchange used by mount-s3.sh
     "schema_args.py",
 )
 
