@@ -15,12 +15,12 @@ RUNTIME_FILES = (
     "export.py",
     "s3_credentials.py",  # STS token exchange used by mount-s3.sh
     "schema_args.py",
+    "run_control.py",
 )
 
 # Needed by every generated train.py even on the platform's stock runtime (which lacks them):
 # the cookiecutter post-gen hook copies these from common/ into the generated docker/.
-# run_control.py joins this tuple (and RUNTIME_FILES) when lifecycle adds common/run_control.py.
-TEMPLATE_SUPPORT_FILES = ("schema_args.py",)
+TEMPLATE_SUPPORT_FILES = ("schema_args.py", "run_control.py")
 
 # Required below provider/category/architecture/ (the platform's validation/template.json).
 CONFIG_DIR = "config"
