@@ -231,8 +231,9 @@ prepare_user_switch() {
 # restarted), the WORKDIR itself and its files (finalize_config rewrites train_config.json),
 # and the S3 credentials file mount-s3.sh wrote.
 own_writable_places() {
-  local owner="$USER_ID:$GROUP_ID" dir output
+  local owner dir output
   ((${#_ep_as_user[@]})) || return 0
+  owner="$USER_ID:$GROUP_ID"
   _ep_stage="user"
   output="$(output_dir)"
   for dir in "$output" "${DATASETS_ROOT:-/datasets}"; do
