@@ -19,10 +19,6 @@ from trainkit.synthetic import write_cvat_dataset
 
 pytestmark = pytest.mark.s3fs
 
-if not (Path(__file__).resolve().parents[2] / "common" / "config.py").exists():
-    pytest.skip(
-        "common/config.py (runtime-config) is not on this branch yet", allow_module_level=True
-    )
 
 SETUP_SCRIPT = Path(__file__).resolve().parents[1] / "support" / "s3_classification_setup.py"
 TRAIN_SCRIPT = """\

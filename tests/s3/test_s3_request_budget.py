@@ -12,11 +12,6 @@ from tests.support.s3 import mounts_below
 
 pytestmark = [pytest.mark.s3fs, pytest.mark.slow]
 
-if not (Path(__file__).resolve().parents[2] / "common" / "config.py").exists():
-    pytest.skip(
-        "common/config.py (runtime-config) is not on this branch yet", allow_module_level=True
-    )
-
 
 def test_setup_of_1000_images_costs_at_most_2_requests_per_1000_images(tmp_path: Path):
     report = measure(1000, tmp_path)
