@@ -179,3 +179,93 @@ def test_podman_ulimits_are_capped_at_the_hard_limits(monkeypatch):
         "stack=67108864:67108864",
     ]
     assert "memlock=-1:-1" in engine.ulimit_flags("docker")
+
+
+FAKE_ENGINE = """\
+#!/usr/bin/env bash
+# Records each call; for `run` also what the --env-file held.
+printf '%s\\n' "$*" >>"$FAKE_LOG"
+prev=""
+for arg in "$@"; do
+  if [[ "$prev" == --env-file ]]; then cat "$arg" >>"$FAKE_LOG"; fi
+  prev="$arg"
+done
+if [[ "$1" == container && "$2" == exists ]]; then exit "${FAKE_EXISTS:-1}"; fi
+exit 0
+"""
+
+
+def _plan_and_args(tmp_path, monkeypatch, **options):
+    fake = tmp_path / "podman"
+    fake.write_text(FAKE_ENGINE)
+    fake.chmod(0o755)
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    monkeypatch.setattr(engine, "detect_engine", lambda choice: engine.Engine("podman", str(fake)))
+    arch = tmp_path / "templates" / "Acme" / "Classification" / "TinyNet"
+    plan = argparse.Namespace(
+        arch_dir=arch,
+        workspace=tmp_path / "run" / "workspace",
+        output_dir=tmp_path / "run" / "output",
+        minio_root=tmp_path / "minio",
+        dataset_id="3",
+    )
+    defaults = dict(
+        engine="podman",
+        name=None,
+        restart=False,
+        no_build=False,
+        user="1000:1000",
+        network=None,
+        shm_size=None,
+        s3=False,
+        s3_host=None,
+        s3_bucket=None,
+        s3_role_arn=None,
+        token_file=None,
+        privileged=False,
+        base_image="localhost/base:1",
+        torch_index="https://i",
+    )
+    return plan, argparse.Namespace(**{**defaults, **options}), log
+
+
+def test_run_plan_builds_replaces_and_runs(tmp_path, monkeypatch):
+    plan, args, log = _plan_and_args(tmp_path, monkeypatch)
+    code, _ = engine.run_plan(plan, args)
+    assert code == 0
+    calls = log.read_text().splitlines()
+    name = "trainkit-acme-classification-tinynet"
+    assert calls[0].startswith("build -t trainkit/acme-classification-tinynet:latest -f ")
+    assert "BASE_IMAGE=localhost/base:1" in calls[0]
+    assert calls[1] == f"rm -f {name}"
+    assert calls[2].startswith(f"run --name {name} --ipc host ")
+    assert f"{(tmp_path / 'minio').resolve()}:/minio" in calls[2]
+    assert (tmp_path / "run" / "output").is_dir()
+
+
+def test_run_plan_s3_uses_host_network_and_an_env_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("OID_ACCESS_TOKEN", "tok-s3cr3t")
+    plan, args, log = _plan_and_args(
+        tmp_path,
+        monkeypatch,
+        s3=True,
+        s3_host="http://127.0.0.1:9000",
+        s3_bucket="data",
+        no_build=True,
+    )
+    assert engine.run_plan(plan, args)[0] == 0
+    run_call, env_file_content = log.read_text().splitlines()[1:3]
+    assert "--network host" in run_call and "--device /dev/fuse" in run_call
+    assert "-e S3_HOST=http://127.0.0.1:9000 -e S3_BUCKET_NAME=data" in run_call
+    assert "tok-s3cr3t" not in run_call and ":/minio" not in run_call
+    assert env_file_content == "OID_ACCESS_TOKEN=tok-s3cr3t"
+
+
+def test_restart_needs_an_existing_container(tmp_path, monkeypatch):
+    plan, args, log = _plan_and_args(tmp_path, monkeypatch, restart=True, name="mine")
+    with pytest.raises(TrainkitError, match="no container named 'mine'"):
+        engine.run_plan(plan, args)
+    monkeypatch.setenv("FAKE_EXISTS", "0")
+    assert engine.run_plan(plan, args)[0] == 0
+    assert log.read_text().splitlines()[-1] == "start -a mine"

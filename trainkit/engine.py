@@ -9,7 +9,7 @@ files belong to the calling user. Every engine command is printed before it runs
 appear on the command line: they go through a mode-600 env file).
 
 Podman runs rootful with the settings in `containers.conf` next to this module (runc,
-cgroupfs, raised ulimits), passed as `CONTAINERS_CONF` unless the caller set one.
+cgroupfs, explicit nofile/nproc ulimits), passed as `CONTAINERS_CONF` unless the caller set one.
 """
 
 from __future__ import annotations
@@ -50,9 +50,6 @@ CONTAINER_OUTPUT = "/workspace/output"
 # The ulimits NVIDIA recommends for PyTorch containers and the platform uses (-1 = unlimited).
 ULIMITS = {"memlock": -1, "stack": 67108864}
 _RLIMITS = {"memlock": resource.RLIMIT_MEMLOCK, "stack": resource.RLIMIT_STACK}
-# Passed through an env file, never on the command line.
-SECRET_ENV = ("OID_ACCESS_TOKEN",)
-S3_ENV = ("S3_HOST", "S3_BUCKET_NAME", "S3_ROLE_ARN", "S3_INSECURE")
 
 
 @dataclass(frozen=True)
