@@ -76,8 +76,9 @@ write_failure() {
   if ! mv -f "$tmp" "$dir/failure" 2>/dev/null; then
     rm -f "$tmp"
   fi
-  if ((${#_ep_as_user[@]})); then
-    chown "$USER_ID:$GROUP_ID" "$dir/failure" 2>/dev/null || true
+  # Also before the user switch is set up (e.g. no DATASET_ID): the file is the user's.
+  if [[ "$(id -u)" == 0 && "${USER_ID:-0}" =~ ^[1-9][0-9]*$ ]]; then
+    chown "$USER_ID:${GROUP_ID:-$USER_ID}" "$dir/failure" 2>/dev/null || true
   fi
 }
 

@@ -212,6 +212,7 @@ def _plan_and_args(tmp_path, monkeypatch, **options):
     )
     defaults = dict(
         engine="podman",
+        image=None,
         name=None,
         restart=False,
         no_build=False,

@@ -357,6 +357,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_TORCH_INDEX,
         help="build arg TORCH_CUDA_INDEX (default: %(default)s)",
     )
+    group.add_argument(
+        "--image", help="image tag to build and run (default: trainkit/<provider>-...:latest)"
+    )
     group.add_argument("--name", help="container name (default: trainkit-<provider>-...)")
     group.add_argument(
         "--restart",
@@ -485,7 +488,7 @@ def run_plan(plan, args: argparse.Namespace, runner: Runner | None = None) -> tu
     elif plan.minio_root is None:
         raise TrainkitError("--engine: give --minio DIR (mocked MinIO folder) or --s3")
     spec = RunSpec(
-        image=image_tag(arch_dir),
+        image=getattr(args, "image", None) or image_tag(arch_dir),
         name=name,
         output=Path(plan.output_dir),
         dataset_id=plan.dataset_id,
