@@ -77,6 +77,8 @@ HASH_IGNORED_KEYS = frozenset(
     {"accelerator", "devices", "num_nodes", "strategy", "num_workers", "num-workers"}
 )
 
+TRACEBACK_FRAMES = 8  # innermost frames kept in the failure file
+
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -282,7 +284,9 @@ def write_failure(stage: str, exc: BaseException) -> Path | None:
         "message": str(exc) if str(exc) else type(exc).__name__,
         "rank": global_rank(),
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "traceback": "".join(
+            traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-TRACEBACK_FRAMES)
+        ),
     }
     if hint := _hint(exc):
         record["hint"] = hint
