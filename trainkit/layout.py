@@ -14,12 +14,13 @@ RUNTIME_FILES = (
     "cvat_dataset.py",
     "export.py",
     "s3_credentials.py",  # STS token exchange used by mount-s3.sh
+    "schema_args.py",
     "run_control.py",
 )
 
 # Needed by every generated train.py even on the platform's stock runtime (which lacks them):
 # the cookiecutter post-gen hook copies these from common/ into the generated docker/.
-TEMPLATE_SUPPORT_FILES = ("run_control.py",)
+TEMPLATE_SUPPORT_FILES = ("schema_args.py", "run_control.py")
 
 # Required below provider/category/architecture/ (the platform's validation/template.json).
 CONFIG_DIR = "config"
