@@ -117,8 +117,8 @@ def _sample_inputs(
     dynamic: Mapping[str, Any],
     scale: int = 1,
 ) -> list[Any]:
-    """Seeded random inputs; dynamic dimensions multiplied by ``scale`` (doubling keeps sizes
-    divisible by a network's strides, unlike adding)."""
+    """Random inputs seeded by ``scale``; dynamic dimensions multiplied by ``scale`` (doubling
+    keeps sizes divisible by a network's strides, unlike adding)."""
     import torch
 
     gen = torch.Generator().manual_seed(scale)
@@ -138,6 +138,15 @@ def _sample_inputs(
         else:
             inputs.append(torch.randint(0, 10, dims, generator=gen).to(dtype))
     return inputs
+
+
+def _model_device(model: Any) -> Any:
+    """Where the model's weights live (a model trained on GPU is exported from there)."""
+    import torch
+
+    for tensor in (*model.parameters(), *model.buffers()) if hasattr(model, "parameters") else ():
+        return tensor.device
+    return torch.device("cpu")
 
 
 def _flatten(output: Any) -> list[Any]:
@@ -161,7 +170,9 @@ def _verify(
     import torch
 
     with torch.no_grad():
-        expected = [t.detach().cpu().numpy() for t in _flatten(model(*inputs))]
+        device = _model_device(model)
+        outputs = model(*(t.to(device) for t in inputs))
+        expected = [t.detach().float().cpu().numpy() for t in _flatten(outputs)]
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     wanted = {arg.name for arg in session.get_inputs()}  # unused inputs may be pruned
     feeds = {
@@ -257,7 +268,8 @@ def export_onnx(
         with _staging_dir(target.parent) as staging:
             staged = staging / target.name
             with torch.no_grad():
-                torch.onnx.export(model, tuple(inputs), str(staged), **kwargs)
+                device = _model_device(model)
+                torch.onnx.export(model, tuple(t.to(device) for t in inputs), str(staged), **kwargs)
             if not staged.is_file():
                 raise ExportError(f"torch.onnx.export wrote no file at {staged}")
             if verify:
@@ -285,11 +297,11 @@ def _verify_if_possible(
     except ImportError:
         log.warning("onnxruntime is not installed: %s not verified against PyTorch", staged.name)
         return
-    _verify(model, staged, names, _sample_inputs(shapes, types, names, dynamic), atol, rtol)
-    if dynamic:  # the dynamic axes must really be dynamic
-        _verify(
-            model, staged, names, _sample_inputs(shapes, types, names, dynamic, scale=2), atol, rtol
-        )
+    # The traced sample, then a fresh one (a traced python `if` on values/shapes is baked in),
+    # at doubled dynamic dimensions (the dynamic axes must really be dynamic).
+    for scale in (1, 2):
+        inputs = _sample_inputs(shapes, types, names, dynamic, scale=scale)
+        _verify(model, staged, names, inputs, atol, rtol)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -161,6 +161,36 @@ def test_non_dynamic_axes_are_caught(workdir: Path, caplog: pytest.LogCaptureFix
     assert "ONNX export failed" in caplog.text
 
 
+def test_unsupported_operator_falls_back_with_torchs_message(
+    workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Eigen(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.linalg.eigvals(x).real
+
+    config = {"input_names": ["x"], "input_shapes": [[2, 4, 4]], "input_types": ["float32"]}
+    (workdir / "export_config.json").write_text(json.dumps(config))
+    with caplog.at_level(logging.WARNING, logger="export"):
+        written = export_model(Eigen(), workdir / "m.pt", "pytorch", save_pt)
+    assert written == workdir / "m.pt"
+    assert "Exporting the operator 'aten::linalg_eigvals' to ONNX" in caplog.text
+    assert listing(workdir) == ["export_config.json", "m.pt"]
+
+
+def test_traced_python_branch_is_caught(workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Tracing bakes a python `if` into the graph; the second sample exposes it."""
+
+    class Branchy(TinyCNN):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = super().forward(x)
+            return out * 2 if x.shape[0] > 1 else out
+
+    with caplog.at_level(logging.WARNING, logger="export"):
+        written = export_model(Branchy(), workdir / "m.pt", "pytorch", save_pt)
+    assert written == workdir / "m.pt"
+    assert "ONNX differs from PyTorch" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
