@@ -15,6 +15,10 @@ RUNTIME_FILES = (
     "export.py",
 )
 
+# Files every generated train.py imports, which the platform's stock runtime lacks: the
+# cookiecutter post-gen hook copies them from common/ into the architecture's docker/.
+TEMPLATE_SUPPORT_FILES = ("schema_args.py", "run_control.py")
+
 # Required below provider/category/architecture/ (the platform's validation/template.json).
 CONFIG_DIR = "config"
 DOCKER_DIR = "docker"
