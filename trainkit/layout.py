@@ -13,6 +13,7 @@ RUNTIME_FILES = (
     "dataset.py",
     "cvat_dataset.py",
     "export.py",
+    "s3_credentials.py",  # STS token exchange used by mount-s3.sh
 )
 
 # Files every generated train.py imports, which the platform's stock runtime lacks: the
@@ -36,3 +37,60 @@ DOCKERFILE_MUST_COPY = ("train_config.json", ".env")
 MODEL_FORMATS = (".pt", ".pth", ".torchscript", ".onnx", ".plan", ".graphdef")
 
 ZIP_NAME = "train-container-publish.zip"
+
+# What the platform's image build context holds besides the template's docker/ files
+# (DESIGN.md §3): its own stock copies of the common files, the dataset helpers, export.py,
+# the architecture's config files and the files it writes itself. A Dockerfile may COPY only
+# these and files shipped in docker/. Deliberately not derived from RUNTIME_FILES: our own
+# helpers (e.g. s3_credentials.py) are NOT in the platform's context.
+PLATFORM_BUILD_CONTEXT_FILES = (
+    *ROOT_FILES,
+    "cvat_dataset.py",
+    "dataset.py",
+    "export.py",
+    "custom.json",
+    "presets.json",
+    "export_config.json",
+    *GENERATED_BUILD_FILES,
+)
+
+# Names the platform's stock runtime modules provide and trainkit's common/ keeps (DESIGN.md §3).
+# A template's setup.py may import only these from these modules, so it runs on either runtime.
+RUNTIME_API = {
+    "config": ("load_config", "finalize_config", "TRAIN_CONFIG_FILEPATH", "PRESETS_FILEPATH"),
+    "dataset": (
+        "get_dataset_path",
+        "load_dataset_filepaths",
+        "MOUNTED_DATASETS_ROOT_PATH",
+        "DATASETS_ROOT_PATH",
+        "DATA_DIRS",
+    ),
+    "cvat_dataset": (
+        "get_cvat_dataset",
+        "create_directory_structure",
+        "create_train_images",
+        "create_test_images",
+        "create_train_labels",
+        "create_test_labels",
+        "as_coco",
+        "as_yolo",
+    ),
+    "export": ("export_model",),
+}
+
+# Never packaged (package.sh / `trainkit package`); the validator warns when a ZIP holds them.
+EXCLUDED_DIR_NAMES = (
+    "__pycache__",
+    ".git",
+    ".ipynb_checkpoints",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".venv",
+    "output",
+    "outputs",
+    "lightning_logs",
+    "datasets",
+    "minio",
+)
+EXCLUDED_FILE_PATTERNS = ("*.pyc", "*.pyo", "*.ckpt", ".DS_Store")

@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Train container entrypoint (runs from the WORKDIR, e.g. /workspace):
+#   load .env → require DATASET_ID → mount the bucket (mount-s3.sh) → python setup.py →
+#   exec python train.py with the argv from `python config_to_args.py --null`.
+#
+# .env: `KEY=VALUE` lines (optional `export `, optional matching quotes around VALUE, `#`
+# comments, blank lines). Values are never evaluated (no `source`, no eval) and never printed:
+# only the key names are. .env WINS over the container environment, as with the platform's
+# `source .env`: the platform rewrites DATASET_ID in .env when the dataset changes, and
+# `docker start` must then use the new value. Keys that steer the shell or the dynamic
+# loader (BASH_*, LD_*, IFS, PATH, ...) are refused.
+#
+# On any failure before train.py starts, the stage and the reason (with the last lines of the
+# failing step's stderr) go to $OUTPUT_DIR/failure, and the exit status is not 0. A failure
+# file left by an earlier run is removed at start. Re-running the container (`docker start`)
+# repeats every step; mount-s3.sh and setup.py are idempotent.
+set -Eeuo pipefail
+
+readonly _EP_DATETIME_FORMAT="%Y-%m-%dT%H:%M:%S"
+readonly _EP_PYTHON="${PYTHON:-python}"
+_ep_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+_ep_stage="start"
+_ep_tmp=""
+
+log() { printf '%s\n' "$*"; }
+
+timestamp() { date +"$_EP_DATETIME_FORMAT"; }
+
+output_dir() { printf '%s\n' "${OUTPUT_DIR:-/workspace/output}"; }
+
+# json_string TEXT: TEXT as a JSON string literal (control characters other than \n\r\t dropped).
+json_string() {
+  local text="$1"
+  text="${text//\\/\\\\}"
+  text="${text//\"/\\\"}"
+  text="${text//$'\n'/\\n}"
+  text="${text//$'\r'/\\r}"
+  text="${text//$'\t'/\\t}"
+  text="$(printf '%s' "$text" | tr -d '\000-\037')"
+  if command -v iconv >/dev/null 2>&1; then
+    text="$(printf '%s' "$text" | iconv -f UTF-8 -t UTF-8 -c 2>/dev/null)" || true
+  fi
+  printf '"%s"' "$text"
+}
+
+# write_failure STAGE REASON [STATUS] [DETAILS_FILE]: $OUTPUT_DIR/failure as one JSON object,
+# the same shape run_control.py writes ({"stage", "type", "message", "rank", "time",
+# "traceback"}), here with the failing step's last stderr lines as "traceback". A failure file
+# the failing step wrote itself (setup.py using run_control) is more precise and is kept.
+write_failure() {
+  local failure_stage="$1" reason="$2" status="${3:-1}" details="${4:-}" dir tmp stderr_tail=""
+  dir="$(output_dir)"
+  mkdir -p "$dir" 2>/dev/null || return 0
+  [[ -e "$dir/failure" ]] && return 0
+  if [[ -n "$details" && -s "$details" ]]; then
+    stderr_tail="$(tail -n 20 "$details")"
+  fi
+  tmp="$dir/.failure.$$"
+  {
+    printf '{\n'
+    printf '  "stage": %s,\n' "$(json_string "$failure_stage")"
+    printf '  "type": "EntrypointError",\n'
+    printf '  "message": %s,\n' "$(json_string "$reason")"
+    printf '  "exit_status": %d,\n' "$status"
+    printf '  "rank": 0,\n'
+    printf '  "time": "%s",\n' "$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
+    printf '  "traceback": %s\n' "$(json_string "$stderr_tail")"
+    printf '}\n'
+  } >"$tmp" 2>/dev/null || true
+  if ! mv -f "$tmp" "$dir/failure" 2>/dev/null; then
+    rm -f "$tmp"
+  fi
+}
+
+# fail REASON [DETAILS_FILE] [STATUS]: one line on stderr, the failure file, exit STATUS (1).
+fail() {
+  local status="${3:-1}"
+  trap - ERR
+  printf 'docker-entrypoint: error (%s): %s\n' "$_ep_stage" "$1" >&2
+  write_failure "$_ep_stage" "$1" "$status" "${2:-}"
+  cleanup
+  exit "$status"
+}
+
+on_error() {
+  local status="$1" line="$2" command="$3"
+  trap - ERR
+  fail "command failed with status $status at line $line: $command" "" "$status"
+}
+
+cleanup() {
+  if [[ -n "$_ep_tmp" ]]; then
+    rm -rf "$_ep_tmp"
+    _ep_tmp=""
+  fi
+}
+
+# run_step NAME CMD...: run CMD, its stderr shown live and kept for the failure file.
+run_step() {
+  local name="$1" status=0 errfile
+  shift
+  _ep_stage="$name"
+  errfile="$_ep_tmp/$name.stderr"
+  # stdout stays stdout (fd 3); stderr goes through tee, which the pipeline waits for.
+  { "$@" 2>&1 1>&3 3>&- | tee "$errfile" >&2; } 3>&1 || status=${PIPESTATUS[0]}
+  if ((status != 0)); then
+    fail "'$*' exited with status $status" "$errfile" "$status"
+  fi
+}
+
+is_denied_key() {
+  case "$1" in
+    BASH_* | BASHOPTS | SHELLOPTS | ENV | IFS | PS4 | PROMPT_COMMAND | CDPATH | GLOBIGNORE | \
+      LD_* | PATH | HOME | PWD | OLDPWD | SHLVL | UID | EUID | PPID | GROUPS | PYTHON | _ep_* | _EP_*)
+      return 0
+      ;;
+  esac
+  return 1
+}
+
+# load_env_file FILE: export KEY=VALUE lines; prints the key names only. Its locals carry the
+# _ep_ prefix (refused as .env keys) so that a key never lands in a local instead of the env.
+load_env_file() {
+  local _ep_file="$1" _ep_line _ep_key _ep_value _ep_number=0 _ep_loaded=() _ep_q
+  [[ -f "$_ep_file" ]] || return 0
+  while IFS= read -r _ep_line || [[ -n "$_ep_line" ]]; do
+    _ep_number=$((_ep_number + 1))
+    _ep_line="${_ep_line%$'\r'}"
+    _ep_line="${_ep_line#"${_ep_line%%[![:space:]]*}"}"
+    [[ -z "$_ep_line" || "$_ep_line" == \#* ]] && continue
+    if [[ "$_ep_line" =~ ^export[[:space:]]+ ]]; then
+      _ep_line="${_ep_line#export}"
+      _ep_line="${_ep_line#"${_ep_line%%[![:space:]]*}"}"
+    fi
+    if [[ ! "$_ep_line" =~ ^([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*=(.*)$ ]]; then
+      log "docker-entrypoint: warning: $_ep_file line $_ep_number is not KEY=VALUE with a valid name; ignored" >&2
+      continue
+    fi
+    _ep_key="${BASH_REMATCH[1]}"
+    _ep_value="${BASH_REMATCH[2]}"
+    _ep_value="${_ep_value#"${_ep_value%%[![:space:]]*}"}"
+    _ep_q="${_ep_value:0:1}"
+    if [[ ${#_ep_value} -ge 2 && ("$_ep_q" == '"' || "$_ep_q" == "'") && "${_ep_value: -1}" == "$_ep_q" ]]; then
+      _ep_value="${_ep_value:1:${#_ep_value}-2}"
+    else
+      # unquoted: ` #` starts a comment; surrounding blanks are not part of the value
+      _ep_value="${_ep_value%%[[:space:]]#*}"
+      _ep_value="${_ep_value%"${_ep_value##*[![:space:]]}"}"
+    fi
+    if is_denied_key "$_ep_key"; then
+      log "docker-entrypoint: warning: $_ep_file line $_ep_number sets $_ep_key, which .env may not change; ignored" >&2
+      continue
+    fi
+    if ! export "$_ep_key=$_ep_value" 2>/dev/null; then
+      log "docker-entrypoint: warning: $_ep_file line $_ep_number: cannot set $_ep_key; ignored" >&2
+      continue
+    fi
+    _ep_loaded+=("$_ep_key")
+  done <"$_ep_file"
+  if ((${#_ep_loaded[@]})); then
+    log "Loaded from $_ep_file: ${_ep_loaded[*]}"
+  fi
+}
+
+find_mount_script() {
+  local candidate
+  for candidate in "$_ep_dir/mount-s3.sh" /mount-s3.sh "$PWD/mount-s3.sh"; do
+    if [[ -f "$candidate" ]]; then
+      printf '%s\n' "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+check_dataset_id() {
+  _ep_stage="config"
+  [[ -n "${DATASET_ID:-}" ]] || fail "DATASET_ID is not set (neither in the environment nor in .env)"
+  if [[ ! "$DATASET_ID" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]]; then
+    fail "DATASET_ID must be a plain name (letters, digits, '.', '_', '-'), got an invalid value"
+  fi
+}
+
+mount_dataset() {
+  local mount_script dataset_dir
+  _ep_stage="mount"
+  mount_script="$(find_mount_script)" || fail "mount-s3.sh not found next to $0 or at /mount-s3.sh"
+  run_step mount bash "$mount_script"
+  dataset_dir="${MINIO_ROOT:-/minio}/datasets/${DATASET_ID}"
+  [[ -d "$dataset_dir" ]] || fail "dataset folder $dataset_dir does not exist (DATASET_ID=${DATASET_ID})"
+  log "Dataset: $dataset_dir"
+}
+
+show_environment() {
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    nvidia-smi -L
+  fi
+  if [[ -s export_config.json ]]; then
+    log "ONNX export configured by export_config.json"
+  fi
+}
+
+main() {
+  _ep_tmp="$(mktemp -d)"
+  trap cleanup EXIT
+  trap 'on_error "$?" "$LINENO" "$BASH_COMMAND"' ERR
+  rm -f "$(output_dir)/failure"
+  log "Working directory: $PWD"
+
+  _ep_stage="env"
+  load_env_file .env
+  check_dataset_id
+
+  log "Mount started: $(timestamp)"
+  mount_dataset
+  log "Mount ended: $(timestamp)"
+  show_environment
+
+  log "Setup started: $(timestamp)"
+  run_step setup "$_EP_PYTHON" setup.py
+  log "Setup ended: $(timestamp)"
+
+  run_step args "$_EP_PYTHON" config_to_args.py --null >"$_ep_tmp/args"
+  local args=()
+  mapfile -d '' -t args <"$_ep_tmp/args"
+
+  _ep_stage="train"
+  log "Training started: $(timestamp) (train.py with ${#args[@]} arguments)"
+  cleanup
+  trap - ERR EXIT
+  exec "$_EP_PYTHON" train.py "${args[@]}"
+}
+
+main "$@"

@@ -1,0 +1,41 @@
+"""One naming rule for provider/category/architecture (trainkit/names.py)."""
+
+import re
+
+import pytest
+
+from trainkit import paths
+from trainkit.names import NAME_PATTERN, is_valid_name, name_error
+
+
+@pytest.mark.parametrize("name", ["Acme", "TinyNet", "a", "resnet_18", "Yolo-v8", "X1"])
+def test_valid_names(name):
+    assert is_valid_name(name)
+    assert name_error("architecture", name) is None
+
+
+@pytest.mark.parametrize(
+    "name", ["", "my net", "1net", "-net", "_net", "net/..", "../x", "net.v2", "näme", "a\n"]
+)
+def test_invalid_names(name):
+    assert not is_valid_name(name)
+    message = name_error("provider", name)
+    assert message == f"provider {name!r} must match {NAME_PATTERN}" + (
+        " (spaces are not allowed)" if any(c.isspace() for c in name) else ""
+    )
+
+
+def test_space_message_is_explicit():
+    assert name_error("architecture", "my net") == (
+        "architecture 'my net' must match ^[A-Za-z][A-Za-z0-9_-]*$ (spaces are not allowed)"
+    )
+
+
+def test_cookiecutter_hook_uses_the_same_pattern():
+    hook = paths.TEMPLATE_DIR / "hooks" / "pre_gen_project.py"
+    if not hook.is_file():
+        pytest.skip("template/hooks/pre_gen_project.py not on this branch yet")
+    text = hook.read_text(encoding="utf-8")
+    patterns = re.findall(r"r?[\"'](\^\[A-Za-z\][^\"']*\$)[\"']", text)
+    assert patterns, "the hook should define the name pattern as a regex literal"
+    assert set(patterns) == {NAME_PATTERN}

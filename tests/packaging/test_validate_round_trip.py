@@ -1,0 +1,116 @@
+"""The argv round-trip check, with stand-in schema_args modules that break it on purpose (the
+real common/schema_args.py is exercised by the other suites once it is on main)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import types
+
+import pytest
+
+from tests.support.template_tree import ARCH, TOP, valid_files, write_zip
+from validation import configs, validate_path
+
+SCHEMA = f"{TOP}/{ARCH}/config/config.jsonschema"
+
+
+def stub(*, epochs_type=int, drop: str | None = None, bool_flags: bool = True):
+    def schema_defaults(schema):
+        return {
+            k: p.get("default", p.get("enum", [None])[0]) for k, p in schema["properties"].items()
+        }
+
+    def config_to_argv(config, schema=None):
+        argv = []
+        for key, value in config.items():
+            if key in ("train-split", "test-split") or value in (None, ""):
+                continue
+            if isinstance(value, bool):
+                argv += [f"--{key}"] if value else []
+            else:
+                argv += [f"--{key}", str(value)]
+        return argv
+
+    def build_parser(schema=None, config=None):
+        parser = argparse.ArgumentParser()
+        for key, value in {**schema_defaults(schema), **(config or {})}.items():
+            if key == drop:
+                continue
+            if isinstance(value, bool):
+                parser.add_argument(f"--{key}", action="store_true" if bool_flags else "store")
+            elif isinstance(value, int):
+                parser.add_argument(f"--{key}", type=epochs_type)
+            elif isinstance(value, float):
+                parser.add_argument(f"--{key}", type=float)
+            else:
+                parser.add_argument(f"--{key}")
+        return parser
+
+    return types.SimpleNamespace(
+        schema_defaults=schema_defaults, config_to_argv=config_to_argv, build_parser=build_parser
+    )
+
+
+def validate_with(monkeypatch, tmp_path, module, files=None):
+    monkeypatch.setattr(configs, "load_schema_args", lambda: module)
+    return validate_path(write_zip(tmp_path / "t.zip", files or valid_files()))
+
+
+def test_consistent_stub_passes(monkeypatch, tmp_path):
+    report = validate_with(monkeypatch, tmp_path, stub())
+    assert report.ok, report.lines()
+    assert report.findings == [], report.lines()
+
+
+def test_parser_missing_a_flag(monkeypatch, tmp_path):
+    report = validate_with(monkeypatch, tmp_path, stub(drop="augment"))
+    messages = [f.message for f in report.errors if f.path == SCHEMA]
+    assert any("trainkit argv: train.py's parser rejects" in m for m in messages), messages
+    assert any("unrecognized arguments: --augment" in m for m in messages), messages
+
+
+def test_value_changes_type_on_the_way(monkeypatch, tmp_path):
+    report = validate_with(monkeypatch, tmp_path, stub(epochs_type=str))
+    assert any(
+        f.path == SCHEMA and "property 'epochs' = 2 arrives in train.py as '2'" in f.message
+        for f in report.errors
+    ), report.lines()
+
+
+def test_preset_value_with_spaces_warns_for_the_platform_line(monkeypatch, tmp_path):
+    files = valid_files()
+    presets = json.loads(files[f"{ARCH}/config/presets.json"]) | {"run-name": "my run"}
+    files[f"{ARCH}/config/presets.json"] = json.dumps(presets).encode()
+    report = validate_with(monkeypatch, tmp_path, stub(), files)
+    assert any(
+        f.level == "WARNING"
+        and f.path == f"{TOP}/{ARCH}/config/presets.json"
+        and "value of 'run-name' ('my run') has whitespace" in f.message
+        for f in report.findings
+    ), report.lines()
+
+
+def test_presets_break_the_schema(monkeypatch, tmp_path):
+    files = valid_files()
+    files[f"{ARCH}/config/presets.json"] = json.dumps({"epochs": "many"}).encode()
+    report = validate_with(monkeypatch, tmp_path, stub(), files)
+    assert any(
+        f.path == f"{TOP}/{ARCH}/config/presets.json"
+        and "form defaults merged with presets.json are not valid" in f.message
+        for f in report.errors
+    ), report.lines()
+
+
+@pytest.mark.parametrize(
+    ("line_config", "expected"),
+    [
+        (
+            {"a": True, "b": False, "c": [1, 2], "d": None, "e": "", "train-split": 0.8},
+            ["--a", "--c", "1", "2"],
+        ),
+        ({"lr": 0.001, "name": "x"}, ["--lr", "0.001", "--name", "x"]),
+    ],
+)
+def test_platform_argv_matches_the_stock_config_to_args(line_config, expected):
+    assert configs.platform_argv(line_config) == expected

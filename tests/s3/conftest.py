@@ -1,0 +1,212 @@
+"""Fixtures for the S3 tests: a moto bucket, the environment mount-s3.sh and the entrypoint
+read, and a guard that always unmounts what a test mounted (and stops its s3fs)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.support.services import MotoServer
+
+REPO = Path(__file__).resolve().parents[2]
+COMMON = REPO / "common"
+BUCKET = "platform-datasets"
+ROLE_ARN = "arn:aws:iam::123456789012:role/dataset-reader"
+
+
+def mounted_fstype(path: Path) -> str | None:
+    """The fstype mounted exactly at `path` (per /proc/self/mounts), or None."""
+    target = os.path.realpath(path)
+    found = None
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        fields = line.split()
+        mountpoint = fields[1].encode().decode("unicode_escape")
+        if mountpoint == target:
+            found = fields[2]
+    return found
+
+
+def mounts_below(root: Path) -> list[Path]:
+    """Mount points at or below `root` (deepest first)."""
+    prefix = os.path.realpath(root)
+    found = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        mountpoint = line.split()[1].encode().decode("unicode_escape")
+        if mountpoint == prefix or mountpoint.startswith(prefix + os.sep):
+            found.append(Path(mountpoint))
+    return sorted(set(found), key=lambda p: len(p.parts), reverse=True)
+
+
+def s3fs_pids(mountpoint: Path) -> list[int]:
+    """Live s3fs processes serving `mountpoint` (found by their command line)."""
+    target = os.path.realpath(mountpoint).encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"s3fs") and target in argv:
+            pids.append(int(proc.name))
+    return pids
+
+
+def unmount(mountpoint: Path) -> None:
+    """Unmount (lazily if busy), stop the s3fs behind it, and wait until both are gone."""
+    pids = s3fs_pids(mountpoint)
+    if mounted_fstype(mountpoint):
+        fusermount = shutil.which("fusermount") or shutil.which("fusermount3")
+        commands = [[fusermount, "-u", str(mountpoint)]] if fusermount else []
+        commands += [["umount", str(mountpoint)], ["umount", "-l", str(mountpoint)]]
+        for command in commands:
+            subprocess.run(command, capture_output=True, check=False)
+            if not mounted_fstype(mountpoint):
+                break
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    assert not mounted_fstype(mountpoint), f"{mountpoint} is still mounted"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@dataclass
+class S3Setup:
+    """A moto bucket plus the environment for mount-s3.sh / docker-entrypoint.sh."""
+
+    moto: MotoServer
+    root: Path
+    env: dict[str, str]
+    token: str
+    mounts: list[Path] = field(default_factory=list)
+
+    @property
+    def minio_root(self) -> Path:
+        return Path(self.env["MINIO_ROOT"])
+
+    @property
+    def credentials_file(self) -> Path:
+        return Path(self.env["AWS_SHARED_CREDENTIALS_FILE"])
+
+    def client(self):
+        return boto3.client(
+            "s3",
+            endpoint_url=self.moto.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def upload_tree(self, local_root: Path) -> int:
+        """Upload every file below `local_root` with its relative path as key."""
+        client = self.client()
+        count = 0
+        for path in sorted(local_root.rglob("*")):
+            if path.is_file():
+                client.upload_file(str(path), BUCKET, path.relative_to(local_root).as_posix())
+                count += 1
+        return count
+
+    def mount_script(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """Run common/mount-s3.sh; whatever it mounts is unmounted after the test."""
+        run_env = {**self.env, **env}
+        self.mounts.append(Path(run_env.get("MINIO_ROOT", "/minio")))
+        if "-m" in args:
+            self.mounts.append(Path(args[args.index("-m") + 1]))
+        return subprocess.run(
+            ["bash", str(COMMON / "mount-s3.sh"), *args],
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+
+def base_env(tmp_path: Path) -> dict[str, str]:
+    """os.environ without AWS/S3 settings of the machine, with every root inside tmp_path."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "S3_", "S3FS_", "OID_", "DATASET"))
+        and key not in {"MINIO_ROOT", "OUTPUT_DIR"}
+    }
+    env.update(
+        HOME=str(tmp_path / "home"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "home" / ".aws" / "credentials"),
+        MINIO_ROOT=str(tmp_path / "minio"),
+        DATASETS_ROOT=str(tmp_path / "datasets"),
+        OUTPUT_DIR=str(tmp_path / "output"),
+        S3FS_CACHE_DIR=str(tmp_path / "s3fs"),
+        S3FS_ENSURE_DISKFREE="10",
+        TMPDIR=str(tmp_path),
+    )
+    if ca_bundle := os.environ.get("AWS_CA_BUNDLE"):
+        env["AWS_CA_BUNDLE"] = ca_bundle
+    return env
+
+
+@pytest.fixture
+def s3(moto: MotoServer, tmp_path: Path) -> Iterator[S3Setup]:
+    """An empty bucket on a fresh moto server and the environment to mount it; unmounts
+    everything mount_script() may have mounted, also when the test failed."""
+    token = f"oidc-secret-{uuid.uuid4().hex}"
+    env = base_env(tmp_path)
+    env.update(
+        S3_HOST=moto.url,
+        S3_BUCKET_NAME=BUCKET,
+        OID_ACCESS_TOKEN=token,
+        S3_ROLE_ARN=ROLE_ARN,
+    )
+    setup = S3Setup(moto=moto, root=tmp_path, env=env, token=token)
+    setup.client().create_bucket(Bucket=BUCKET)
+    try:
+        yield setup
+    finally:
+        for mountpoint in {*setup.mounts, setup.minio_root, *mounts_below(tmp_path)}:
+            unmount(mountpoint)
+
+
+def write_small_cvat_dataset(root: Path, dataset_id: str, labels: list[str], per_label: int):
+    """A tiny CVAT-for-images classification export: `<tag>` per image; returns
+    {image name: label}."""
+    dataset = root / "datasets" / dataset_id
+    (dataset / "annotations").mkdir(parents=True)
+    truth: dict[str, str] = {}
+    lines = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        "<annotations><version>1.1</version><meta><task><labels>",
+        *(f"<label><name>{label}</name></label>" for label in labels),
+        "</labels></task></meta>",
+    ]
+    for label in labels:
+        for index in range(per_label):
+            name = f"{label}_{index:03d}.png"
+            (dataset / name).write_bytes(f"image {name}".encode())
+            truth[name] = label
+            lines.append(f'<image id="{len(truth)}" name="{name}" width="8" height="8">')
+            lines.append(f'<tag label="{label}" source="manual"/></image>')
+    lines.append("</annotations>")
+    (dataset / "annotations" / "annotations.xml").write_text("\n".join(lines))
+    return truth

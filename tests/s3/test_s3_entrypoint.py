@@ -1,0 +1,211 @@
+"""common/docker-entrypoint.sh in a workspace like the image's WORKDIR: .env parsing without
+evaluation, DATASET_ID handling, the failure file, exec into train.py, re-runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.s3.conftest import COMMON, base_env
+
+ENTRYPOINT_FILES = ("docker-entrypoint.sh", "mount-s3.sh", "s3_credentials.py")
+
+# Stand-ins for setup.py / train.py / config_to_args.py: they record what they received.
+STUB_SETUP = """\
+import json, os, pathlib, sys
+out = pathlib.Path(os.environ["OUTPUT_DIR"])
+out.mkdir(parents=True, exist_ok=True)
+runs = out / "setup-runs"
+runs.write_text(runs.read_text() + "x" if runs.exists() else "x")
+(out / "setup-env.json").write_text(json.dumps(dict(os.environ)))
+if os.environ.get("FAIL_SETUP"):
+    print("setup: label 'dgo' is not in <labels>", file=sys.stderr)
+    sys.exit(3)
+"""
+STUB_TRAIN = """\
+import json, os, pathlib, sys
+out = pathlib.Path(os.environ["OUTPUT_DIR"])
+(out / "train.json").write_text(json.dumps({"argv": sys.argv[1:], "pid": os.getpid()}))
+"""
+STUB_ARGS = """\
+import sys
+assert sys.argv[1:] == ["--null"], sys.argv
+args = ["--lr", "0.01", "--name", "a b;$(touch pwned)`id`", "--sizes", "1", "2", "--flag"]
+sys.stdout.write("".join(a + "\\0" for a in args))
+"""
+
+
+def make_workspace(tmp_path: Path, dataset_id: str | None = "1") -> Path:
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    for name in ENTRYPOINT_FILES:
+        shutil.copy(COMMON / name, workspace / name)
+    (workspace / "setup.py").write_text(STUB_SETUP)
+    (workspace / "train.py").write_text(STUB_TRAIN)
+    (workspace / "config_to_args.py").write_text(STUB_ARGS)
+    if dataset_id:  # a mocked MinIO folder, as a local run has
+        image = tmp_path / "minio" / "datasets" / dataset_id / "img.png"
+        image.parent.mkdir(parents=True)
+        image.write_bytes(b"png")
+    return workspace
+
+
+def run_entrypoint(
+    workspace: Path, env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    proc = subprocess.Popen(
+        ["bash", "docker-entrypoint.sh"],
+        cwd=workspace,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), proc.pid
+
+
+def read_failure(env: dict[str, str]) -> dict:
+    return json.loads((Path(env["OUTPUT_DIR"]) / "failure").read_text())
+
+
+def test_env_file_values_are_data_not_code(tmp_path: Path):
+    workspace = make_workspace(tmp_path, dataset_id="7")
+    hostile = {
+        "SUBST": "$(touch pwned1)",
+        "BACKTICK": "`touch pwned2`",
+        "CHAIN": "x; touch pwned3 && echo hi",
+        "QUOTED": "keeps # and 'inner' quotes",
+        "SECRETISH": "s3cr3t-value-never-printed",
+    }
+    (workspace / ".env").write_text(
+        "# platform settings\n"
+        "DATASET_ID=7\n"
+        f"SUBST={hostile['SUBST']}\n"
+        f"BACKTICK={hostile['BACKTICK']}\n"
+        f"CHAIN='{hostile['CHAIN']}'\n"
+        f'export QUOTED="{hostile["QUOTED"]}"\r\n'
+        f"SECRETISH={hostile['SECRETISH']}   # trailing comment\n"
+        "\n"
+        "not a key value line\n"
+        "a[$(touch pwned4)]=1\n"
+        "BASH_ENV=/tmp/evil\n"
+        "PATH=/nowhere"
+    )
+    env = {**base_env(tmp_path), "DATASET_ID": "3"}
+    result, _ = run_entrypoint(workspace, env)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads((tmp_path / "output" / "setup-env.json").read_text())
+    for key, value in hostile.items():
+        assert seen[key] == value
+    assert seen["DATASET_ID"] == "7"  # .env wins: the platform rewrites DATASET_ID there
+    assert seen["PATH"] == env["PATH"]
+    assert "BASH_ENV" not in seen
+    assert not list(tmp_path.rglob("pwned*"))
+    assert "Loaded from .env: DATASET_ID SUBST BACKTICK CHAIN QUOTED SECRETISH" in result.stdout
+    for value in hostile.values():
+        assert value not in result.stdout + result.stderr
+    assert ".env line 9 is not KEY=VALUE" in result.stderr
+    assert ".env line 10 is not KEY=VALUE" in result.stderr
+    assert ".env line 11 sets BASH_ENV" in result.stderr
+
+
+def test_train_gets_the_argv_verbatim_by_exec_and_reruns_work(tmp_path: Path):
+    workspace = make_workspace(tmp_path)
+    env = {**base_env(tmp_path), "DATASET_ID": "1"}
+    output = tmp_path / "output"
+    output.mkdir()
+    (output / "failure").write_text('{"stage": "train"}')  # left by an earlier attempt
+    for attempt in (1, 2):  # `docker start` of the same container runs everything again
+        result, pid = run_entrypoint(workspace, env)
+        assert result.returncode == 0, result.stderr
+        train = json.loads((output / "train.json").read_text())
+        assert train["argv"] == [
+            "--lr",
+            "0.01",
+            "--name",
+            "a b;$(touch pwned)`id`",
+            "--sizes",
+            "1",
+            "2",
+            "--flag",
+        ]
+        assert train["pid"] == pid  # exec: train.py replaced the shell, signals reach it
+        assert (output / "setup-runs").read_text() == "x" * attempt
+        assert not (output / "failure").exists()
+    for step in ("Mount started", "Setup started", "Setup ended", "Training started"):
+        assert f"{step}: 20" in result.stdout
+    assert "mocked folder" in result.stdout
+    assert not list(tmp_path.rglob("pwned"))
+
+
+def test_missing_dataset_id_writes_failure_file(tmp_path: Path):
+    workspace = make_workspace(tmp_path)
+    (workspace / ".env").write_text("# no dataset\nOTHER=1\n")
+    result, _ = run_entrypoint(workspace, base_env(tmp_path))
+    assert result.returncode != 0
+    assert "DATASET_ID is not set" in result.stderr
+    failure = read_failure(base_env(tmp_path))
+    assert failure["stage"] == "config"
+    assert "DATASET_ID is not set" in failure["message"]
+    assert not (tmp_path / "output" / "setup-env.json").exists()
+
+
+@pytest.mark.parametrize("dataset_id", ["../../etc", "a b", "-rf"])
+def test_dataset_id_must_be_a_plain_name(tmp_path: Path, dataset_id: str):
+    workspace = make_workspace(tmp_path)
+    result, _ = run_entrypoint(workspace, {**base_env(tmp_path), "DATASET_ID": dataset_id})
+    assert result.returncode != 0
+    assert read_failure(base_env(tmp_path))["stage"] == "config"
+
+
+def test_unknown_dataset_and_failing_setup_say_why(tmp_path: Path):
+    workspace = make_workspace(tmp_path)
+    env = {**base_env(tmp_path), "DATASET_ID": "2"}
+    result, _ = run_entrypoint(workspace, env)
+    assert result.returncode != 0
+    failure = read_failure(env)
+    assert failure["stage"] == "mount"
+    assert "datasets/2 does not exist" in failure["message"]
+
+    env.update(DATASET_ID="1", FAIL_SETUP="1")
+    result, _ = run_entrypoint(workspace, env)
+    assert result.returncode == 3
+    assert "label 'dgo' is not in <labels>" in result.stderr  # shown live, too
+    failure = read_failure(env)
+    assert failure["stage"] == "setup"
+    assert failure["exit_status"] == 3
+    assert "label 'dgo' is not in <labels>" in failure["traceback"]
+    assert not (tmp_path / "output" / "train.json").exists()
+
+
+def test_failure_written_by_the_step_itself_is_kept(tmp_path: Path):
+    workspace = make_workspace(tmp_path)
+    (workspace / "setup.py").write_text(
+        "import os, pathlib, sys\n"
+        "p = pathlib.Path(os.environ['OUTPUT_DIR']); p.mkdir(parents=True, exist_ok=True)\n"
+        '(p / \'failure\').write_text(\'{"stage": "setup", "type": "DatasetError"}\')\n'
+        "sys.exit(1)\n"
+    )
+    env = {**base_env(tmp_path), "DATASET_ID": "1"}
+    result, _ = run_entrypoint(workspace, env)
+    assert result.returncode == 1
+    assert read_failure(env) == {"stage": "setup", "type": "DatasetError"}
+
+
+@pytest.mark.s3fs
+def test_s3_failure_is_reported_as_mount_stage(tmp_path: Path):
+    workspace = make_workspace(tmp_path, dataset_id=None)
+    env = {**base_env(tmp_path), "DATASET_ID": "1", "OID_ACCESS_TOKEN": "tok-secret-1"}
+    env.update(S3_HOST="http://127.0.0.1:9", S3_BUCKET_NAME="b")  # nothing listens on port 9
+    result, _ = run_entrypoint(workspace, env)
+    assert result.returncode != 0
+    failure = read_failure(env)
+    assert failure["stage"] == "mount"
+    assert "cannot connect" in failure["traceback"]
+    assert "tok-secret-1" not in result.stdout + result.stderr
+    assert "tok-secret-1" not in (tmp_path / "output" / "failure").read_text()
