@@ -14,10 +14,11 @@ RUNTIME_FILES = (
     "cvat_dataset.py",
     "export.py",
     "s3_credentials.py",  # STS token exchange used by mount-s3.sh
+    "run_control.py",
 )
 
-# Files every generated train.py imports, which the platform's stock runtime lacks: the
-# cookiecutter post-gen hook copies them from common/ into the architecture's docker/.
+# Needed by every generated train.py even on the platform's stock runtime (which lacks them):
+# the cookiecutter post-gen hook copies these from common/ into the generated docker/.
 TEMPLATE_SUPPORT_FILES = ("schema_args.py", "run_control.py")
 
 # Required below provider/category/architecture/ (the platform's validation/template.json).

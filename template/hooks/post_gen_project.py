@@ -25,6 +25,8 @@ RUNTIME_FILES = (
     "dataset.py",
     "cvat_dataset.py",
     "export.py",
+    "s3_credentials.py",
+    "run_control.py",
 )
 # Per-task modules live in docker/_tasks/<task>/ in the template.
 TASKS_DIR = "_tasks"

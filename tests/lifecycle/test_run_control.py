@@ -1,0 +1,433 @@
+"""Unit tests of common/run_control.py: ranks, failure file, stages, setup_once, resume state,
+Trainer kwargs. Fast: no training here (see test_lifecycle_runs.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.lifecycle.conftest import subprocess_env
+
+OOM = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total capacity)"
+
+
+# --------------------------------------------------------------------------- ranks
+
+
+@pytest.mark.parametrize(
+    ("env", "zero"),
+    [
+        ({}, True),
+        ({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}, True),
+        ({"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}, False),
+        ({"RANK": "2", "LOCAL_RANK": "0", "WORLD_SIZE": "4"}, False),  # node 1 of torchrun
+        ({"LOCAL_RANK": "1", "NODE_RANK": "0"}, False),  # Lightning's own launcher, child
+        ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),
+        ({"SLURM_PROCID": "0"}, True),
+        ({"SLURM_PROCID": "3"}, False),
+    ],
+)
+def test_is_rank_zero_from_launcher_env(rc, monkeypatch, env, zero):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert rc.is_rank_zero() is zero
+
+
+def test_paths_follow_env(rc, run_env):
+    assert rc.output_dir() == run_env["OUTPUT_DIR"]
+    assert rc.datasets_root() == run_env["DATASETS_ROOT"]
+    assert rc.last_checkpoint_path() == run_env["OUTPUT_DIR"] / "checkpoints" / "last.ckpt"
+
+
+# --------------------------------------------------------------------------- run_stage failures
+
+
+def test_exception_writes_failure_file_and_exits_1(rc, run_env, capsys):
+    with pytest.raises(SystemExit) as exited, rc.run_stage("train"):
+        raise RuntimeError(OOM)
+    assert exited.value.code == 1
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert err_lines[-1] == f"error: train: RuntimeError: {OOM}"
+    record = json.loads((run_env["OUTPUT_DIR"] / "failure").read_text())
+    assert record["stage"] == "train"
+    assert record["type"] == "RuntimeError"
+    assert record["message"] == OOM
+    assert record["rank"] == 0
+    assert "batch_size" in record["hint"]
+    assert "raise RuntimeError(OOM)" in record["traceback"]
+
+
+def test_multiline_message_is_one_stderr_line(rc, run_env, capsys):
+    with pytest.raises(SystemExit), rc.run_stage("setup"):
+        raise ValueError("annotations.xml: image 'a.jpg'\n  has label 'dgo' not in <labels>")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "error: setup: ValueError: annotations.xml: image 'a.jpg' has label 'dgo' not in <labels>"
+    )
+    record = rc.read_failure()
+    assert record["message"].count("\n") == 1  # the file keeps the message as it was
+    assert "hint" not in record
+
+
+def test_nested_stages_report_once(rc, run_env, capsys):
+    with pytest.raises(SystemExit) as exited, rc.run_stage("outer"), rc.run_stage("inner"):
+        raise KeyError("labels_train")
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 1
+    assert rc.read_failure()["stage"] == "inner"
+
+
+def test_first_failure_wins(rc, run_env):
+    rc.write_failure("train", RuntimeError("worker 1: image truncated"))
+    rc.write_failure("train", RuntimeError("Connection closed by peer"))
+    assert rc.read_failure()["message"] == "worker 1: image truncated"
+
+
+def test_stale_failure_of_an_earlier_attempt_is_removed(rc, run_env):
+    failure = run_env["OUTPUT_DIR"] / "failure"
+    failure.parent.mkdir(parents=True)
+    failure.write_text('{"stage": "train"}\n')
+    past = time.time() - 3600
+    os.utime(failure, (past, past))
+    with rc.run_stage("setup"):
+        pass
+    assert not failure.exists()
+
+
+def test_other_ranks_do_not_remove_failure_but_record_their_own(rc, run_env, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    failure = run_env["OUTPUT_DIR"] / "failure"
+    failure.parent.mkdir(parents=True)
+    failure.write_text('{"stage": "old"}\n')
+    past = time.time() - 3600
+    os.utime(failure, (past, past))
+    with rc.run_stage("setup"):
+        pass
+    assert failure.exists()
+    failure.unlink()
+    with pytest.raises(SystemExit), rc.run_stage("train"):
+        raise OSError("cannot identify image file 'broken.jpg'")
+    assert rc.read_failure()["rank"] == 1
+
+
+def test_system_exit_zero_passes_nonzero_is_recorded(rc, run_env, capsys):
+    with pytest.raises(SystemExit) as exited, rc.run_stage("train"):
+        sys.exit(0)
+    assert exited.value.code == 0
+    assert rc.read_failure() is None
+
+    with pytest.raises(SystemExit) as exited, rc.run_stage("args"):
+        sys.exit(2)  # argparse: it printed its own usage error
+    assert exited.value.code == 2
+    assert rc.read_failure()["message"] == "exited with status 2"
+
+
+def test_sys_exit_with_message(rc, run_env, capsys):
+    with pytest.raises(SystemExit) as exited, rc.run_stage("export"):
+        sys.exit("export_config.json: no input_shapes")
+    assert exited.value.code == 1
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("error: export: export_config.json: no input_shapes")
+    )
+    assert rc.read_failure()["message"] == "export_config.json: no input_shapes"
+
+
+def test_keyboard_interrupt_exits_130(rc, run_env, capsys):
+    with pytest.raises(SystemExit) as exited, rc.run_stage("train"):
+        raise KeyboardInterrupt
+    assert exited.value.code == 130
+    assert "error: train: interrupted" in capsys.readouterr().err
+    assert rc.read_failure()["type"] == "KeyboardInterrupt"
+
+
+def test_sigterm_outside_training_stops_cleanly(run_env):
+    script = textwrap.dedent(
+        """
+        import os, signal, time
+        import run_control as rc
+        with rc.run_stage("setup"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+        print("not reached")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env=subprocess_env(run_env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "not reached" not in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1] == "stopped: setup: SIGTERM received"
+    assert not (run_env["OUTPUT_DIR"] / "failure").exists()
+
+
+def test_failure_in_subprocess_exit_code_and_file(run_env):
+    script = "import run_control as rc\nwith rc.run_stage('export'):\n    1 / 0\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env=subprocess_env(run_env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: export: ZeroDivisionError: division by zero"
+    ]
+    record = json.loads((run_env["OUTPUT_DIR"] / "failure").read_text())
+    assert (record["stage"], record["type"]) == ("export", "ZeroDivisionError")
+
+
+# --------------------------------------------------------------------------- setup_once
+
+
+def _slow_setup_worker(env: dict[str, str], start: float) -> None:
+    os.environ.update(env)
+    import run_control
+
+    def setup() -> None:
+        root = run_control.datasets_root()
+        with (root / "calls").open("a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        time.sleep(0.3)
+        (root / "images").mkdir(exist_ok=True)
+
+    while time.time() < start:
+        time.sleep(0.01)
+    run_control.setup_once(setup, key="dataset-1")
+    # Everyone returns only after the setup is complete.
+    assert (run_control.datasets_root() / "images").is_dir()
+
+
+def test_setup_once_runs_once_while_other_processes_wait(run_env):
+    env = {k: str(v) for k, v in run_env.items()}
+    ctx = multiprocessing.get_context("fork")
+    start = time.time() + 0.5
+    procs = [ctx.Process(target=_slow_setup_worker, args=(env, start)) for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    calls = (run_env["DATASETS_ROOT"] / "calls").read_text().split()
+    assert len(calls) == 1
+
+
+def test_setup_once_key_decides_redo(rc, run_env):
+    calls = []
+    assert rc.setup_once(lambda: calls.append(1), key={"dataset": 1}) is True
+    assert rc.setup_once(lambda: calls.append(2), key={"dataset": 1}) is False
+    assert rc.setup_once(lambda: calls.append(3), key={"dataset": 2}) is True
+    assert calls == [1, 3]
+
+
+def test_setup_once_default_key_follows_dataset_id_and_config(rc, run_env, monkeypatch):
+    calls = []
+    monkeypatch.setenv("DATASET_ID", "1")
+    Path("train_config.json").write_text('{"epochs": 1}')
+    rc.setup_once(lambda: calls.append("a"))
+    rc.setup_once(lambda: calls.append("b"))
+    monkeypatch.setenv("DATASET_ID", "2")  # the platform rewrote .env: a new dataset
+    rc.setup_once(lambda: calls.append("c"))
+    Path("train_config.json").write_text('{"epochs": 2}')
+    rc.setup_once(lambda: calls.append("d"))
+    assert calls == ["a", "c", "d"]
+
+
+def test_setup_once_failure_leaves_no_marker(rc, run_env):
+    def broken() -> None:
+        raise FileNotFoundError("/minio/datasets/1/annotations/annotations.xml")
+
+    with pytest.raises(FileNotFoundError):
+        rc.setup_once(broken, key="k")
+    calls = []
+    assert rc.setup_once(lambda: calls.append(1), key="k") is True
+    assert calls == [1]
+
+
+# --------------------------------------------------------------------------- config hash
+
+
+def test_config_hash_stable_and_ignores_where_to_run(rc):
+    base = {"lr": 0.01, "epochs": 3, "devices": "auto", "train-split": 0.8}
+    same = {"train-split": 0.8, "epochs": 3, "lr": 0.01, "devices": 4, "num_nodes": 2}
+    assert rc.config_hash(base) == rc.config_hash(same)
+    assert rc.config_hash(base) != rc.config_hash({**base, "lr": 0.02})
+    assert rc.config_hash(argparse.Namespace(**base)) == rc.config_hash(base)
+    assert len(rc.config_hash(base)) == 64
+
+
+# --------------------------------------------------------------------------- resume state
+
+
+def _fake_checkpoint(path: Path, *, truncated: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", b"x" * 1000)
+    if truncated:
+        path.write_bytes(path.read_bytes()[:500])
+
+
+def test_resume_same_config(rc, run_env, monkeypatch):
+    monkeypatch.setenv("DATASET_ID", "7")
+    config = {"lr": 0.01, "epochs": 3}
+    assert rc.resume_checkpoint(config) is None  # first start
+    _fake_checkpoint(rc.last_checkpoint_path())
+    assert rc.resume_checkpoint(config) == rc.last_checkpoint_path()
+    assert rc.resume_checkpoint({**config, "devices": 2}) == rc.last_checkpoint_path()
+
+
+def test_changed_config_starts_fresh_and_keeps_old_checkpoints(rc, run_env, caplog, capsys):
+    config = {"lr": 0.01, "epochs": 3}
+    rc.resume_checkpoint(config)
+    _fake_checkpoint(rc.last_checkpoint_path())
+    logs = run_env["OUTPUT_DIR"] / "logs"
+    logs.mkdir()
+    (logs / "metrics.csv").write_text("step,train_loss\n0,1.0\n")
+
+    assert rc.resume_checkpoint({**config, "lr": 0.1}) is None
+    err = capsys.readouterr().err
+    assert "config changed (lr), starting fresh" in err
+    moved = list((run_env["OUTPUT_DIR"] / "previous-runs").iterdir())
+    assert len(moved) == 1
+    assert (moved[0] / "checkpoints" / "last.ckpt").is_file()
+    assert (moved[0] / "logs" / "metrics.csv").is_file()
+    assert not rc.last_checkpoint_path().exists()
+    # the new config is now the one the (empty) checkpoints dir belongs to
+    _fake_checkpoint(rc.last_checkpoint_path())
+    assert rc.resume_checkpoint({**config, "lr": 0.1}) == rc.last_checkpoint_path()
+
+
+def test_changed_dataset_starts_fresh(rc, run_env, monkeypatch, capsys):
+    monkeypatch.setenv("DATASET_ID", "1")
+    rc.resume_checkpoint({"lr": 1})
+    _fake_checkpoint(rc.last_checkpoint_path())
+    monkeypatch.setenv("DATASET_ID", "2")
+    assert rc.resume_checkpoint({"lr": 1}) is None
+    assert "config changed (DATASET_ID)" in capsys.readouterr().err
+
+
+def test_truncated_checkpoint_starts_fresh(rc, run_env, capsys):
+    rc.resume_checkpoint({"lr": 1})
+    _fake_checkpoint(rc.last_checkpoint_path(), truncated=True)
+    assert rc.resume_checkpoint({"lr": 1}) is None
+    assert "unreadable" in capsys.readouterr().err
+    assert list((run_env["OUTPUT_DIR"] / "previous-runs").glob("*/checkpoints/last.ckpt"))
+
+
+def test_checkpoint_without_run_state_is_not_trusted(rc, run_env, capsys):
+    _fake_checkpoint(rc.last_checkpoint_path())
+    assert rc.resume_checkpoint({"lr": 1}) is None
+    assert "config changed" in capsys.readouterr().err
+
+
+def test_other_ranks_do_not_move_or_write(rc, run_env, monkeypatch):
+    rc.resume_checkpoint({"lr": 1})
+    _fake_checkpoint(rc.last_checkpoint_path())
+    monkeypatch.setenv("RANK", "1")
+    assert rc.resume_checkpoint({"lr": 2}) is None
+    assert rc.last_checkpoint_path().exists()  # only rank 0 moves files
+    run_state = json.loads((rc.checkpoint_dir() / "run.json").read_text())
+    assert run_state["config"]["lr"] == 1
+
+
+def test_finished_marker(rc, run_env):
+    config = {"lr": 0.01}
+    assert not rc.run_finished(config)
+    rc.write_failure("train", RuntimeError("earlier attempt"))
+    rc.mark_finished(config, score=0.875)
+    assert rc.run_finished(config)
+    assert rc.finished_info(config)["score"] == 0.875
+    assert not rc.run_finished({"lr": 0.02})
+    assert rc.read_failure() is None
+
+
+# --------------------------------------------------------------------------- trainer_kwargs
+
+
+def _kwargs(rc, **args):
+    return rc.trainer_kwargs(argparse.Namespace(**args), monitor="val_acc")
+
+
+def test_trainer_kwargs_defaults(rc, run_env):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    kw = rc.trainer_kwargs(argparse.Namespace(), monitor="val_acc", mode="max")
+    assert (kw["accelerator"], kw["devices"], kw["num_nodes"], kw["strategy"]) == (
+        "auto",
+        "auto",
+        1,
+        "auto",
+    )
+    assert kw["precision"] == "32-true"
+    assert kw["enable_progress_bar"] is False  # stderr is not a terminal under pytest
+    csv = next(lg for lg in kw["logger"] if isinstance(lg, CSVLogger))
+    assert Path(csv.log_dir) == run_env["OUTPUT_DIR"] / "logs"
+    ckpt = next(cb for cb in kw["callbacks"] if isinstance(cb, ModelCheckpoint))
+    assert Path(ckpt.dirpath) == run_env["OUTPUT_DIR"] / "checkpoints"
+    assert (ckpt.monitor, ckpt.mode, ckpt.save_last) == ("val_acc", "max", True)
+    assert any(type(cb).__name__ == "SigtermCheckpoint" for cb in kw["callbacks"])
+    assert "plugins" not in kw
+
+
+def test_trainer_kwargs_from_args(rc, run_env):
+    kw = _kwargs(rc, accelerator="cpu", devices="2", num_nodes=1, strategy="auto", precision=16)
+    assert kw["devices"] == 2
+    assert kw["precision"] == "16-mixed"
+    assert type(kw["strategy"]).__name__ == "DDPStrategy"
+    assert kw["strategy"]._process_group_backend == "gloo"
+    kw = _kwargs(rc, accelerator="cpu", devices=1, strategy="ddp", precision="bf16-mixed")
+    assert (kw["strategy"], kw["precision"]) == ("ddp", "bf16-mixed")
+
+
+def test_trainer_kwargs_under_torchrun(rc, run_env, monkeypatch):
+    env = {
+        "TORCHELASTIC_RUN_ID": "x",
+        "LOCAL_WORLD_SIZE": "2",
+        "WORLD_SIZE": "4",
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29500",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    kw = _kwargs(rc, accelerator="cpu", devices=1, num_nodes=1)
+    assert (kw["devices"], kw["num_nodes"]) == (2, 2)
+    assert kw["strategy"]._process_group_backend == "gloo"
+    kw = _kwargs(rc, accelerator="gpu")
+    assert kw["strategy"]._process_group_backend == "nccl"
+
+
+def test_trainer_kwargs_under_cluster_env(rc, run_env, monkeypatch):
+    # Kubeflow PyTorchJob: one process per pod, RANK = pod index, no LOCAL_RANK.
+    for key, value in {
+        "MASTER_ADDR": "job-master-0",
+        "MASTER_PORT": "23456",
+        "WORLD_SIZE": "3",
+        "RANK": "2",
+    }.items():
+        monkeypatch.setenv(key, value)
+    kw = _kwargs(rc, accelerator="cpu")
+    assert (kw["devices"], kw["num_nodes"]) == (1, 3)
+    (env,) = kw["plugins"]
+    assert type(env).__name__ == "KubeflowEnvironment"
+    assert (env.global_rank(), env.node_rank(), env.world_size()) == (2, 2, 3)
