@@ -10,12 +10,15 @@ templates/ after template/ or a template support file in common/ changed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -90,7 +93,11 @@ def bake(
     Raises FailedHookException when a hook rejects the answers (it printed the reason)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="trainkit-cookiecutter-") as scratch:
+    # The hooks run in the provider dir; PWD tells them where the user is (for the paths shown).
+    with (
+        tempfile.TemporaryDirectory(prefix="trainkit-cookiecutter-") as scratch,
+        _environ(PWD=str(Path.cwd())),
+    ):
         return Path(
             cookiecutter(
                 str(template_dir.resolve()),
@@ -102,6 +109,20 @@ def bake(
                 default_config={"replay_dir": scratch, "cookiecutters_dir": scratch},
             )
         )
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def refresh_examples(templates_dir: Path = paths.TEMPLATES_DIR) -> list[Path]:

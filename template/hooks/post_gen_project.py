@@ -6,6 +6,7 @@ unrendered; the lists below are kept equal to trainkit/layout.py by tests/templa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -73,6 +74,14 @@ def copy_files(names: tuple[str, ...], source_dir: Path, docker_dir: Path) -> li
     return copied
 
 
+def remove_generated(arch_dir: Path) -> None:
+    """Undo this generation: the architecture (new, the pre-gen hook checked) and its category
+    directory when that is left empty. cookiecutter removes the provider dir if it made it."""
+    shutil.rmtree(arch_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        arch_dir.parent.rmdir()
+
+
 def display_path(path: Path, base: str | None = None) -> str:
     """path relative to the user's working directory when below it, else absolute."""
     try:
@@ -104,6 +113,7 @@ def main() -> int:
         if context["vendor_runtime"]:
             copy_files(RUNTIME_FILES, common, docker_dir)
     except OSError as exc:
+        remove_generated(arch_dir)
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
     print(next_steps(display_path(arch_dir), context["task"]))

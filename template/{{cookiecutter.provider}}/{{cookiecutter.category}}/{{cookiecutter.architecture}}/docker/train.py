@@ -37,7 +37,12 @@ def main() -> None:
     L.seed_everything(args.seed, workers=True)
     datamodule = DataModule.from_args(args, DATASETS_ROOT_PATH)
     model = Model.from_args(args)
-    trainer = L.Trainer(max_epochs=args.epochs, max_steps=args.max_steps, **trainer_kwargs(args))
+    trainer = L.Trainer(
+        max_epochs=args.epochs,
+        max_steps=args.max_steps,
+        log_every_n_steps=getattr(args, "log_every_n_steps", 50),
+        **trainer_kwargs(args, monitor=SCORE_METRIC, mode="max"),
+    )
     trainer.fit(model, datamodule=datamodule)
     score = trainer.validate(model, datamodule=datamodule)[0][SCORE_METRIC]
     if is_rank_zero():
