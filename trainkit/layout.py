@@ -14,6 +14,7 @@ RUNTIME_FILES = (
     "cvat_dataset.py",
     "export.py",
     "s3_credentials.py",  # STS token exchange used by mount-s3.sh
+    "schema_args.py",
     "run_control.py",
 )
 

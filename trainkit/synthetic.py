@@ -1,0 +1,320 @@
+"""`trainkit dataset`: a synthetic, learnable CVAT-for-images 1.1 dataset in a mocked MinIO folder.
+
+Writes `<out>/datasets/<id>/` with the images (flat) and `annotations/annotations.xml`, the
+layout the platform mounts at `/minio/datasets/<id>/`. Each image shows coloured shapes on a
+dark background; the label is the shape (each shape also has its own colour), so a small
+model learns it quickly:
+
+- classification: one shape per image, annotated with `<tag>`;
+- detection: 1-3 non-overlapping shapes, each with a `<box>`;
+- segmentation: 1-3 shapes, each with a `<polygon>` outlining the filled area.
+
+Same seed, same arguments → byte-identical files. `placeholder=True` writes empty image files
+(annotations still complete), which is what the setup benchmarks use at 100k images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from trainkit.errors import TrainkitError, UsageError
+
+TASKS = ("classification", "detection", "segmentation")
+# Label names in <labels> order, each with its drawing colour.
+SHAPES = ("circle", "square", "triangle", "cross")
+COLOURS = {
+    "circle": (230, 60, 60),
+    "square": (60, 200, 80),
+    "triangle": (70, 110, 240),
+    "cross": (240, 210, 60),
+}
+IMAGE_NAME = "synthetic_{:06d}.{}"
+_IMAGE_NAME_RE = re.compile(r"^synthetic_\d{6}\.(png|jpg)$")
+ANNOTATIONS = Path("annotations", "annotations.xml")
+DUMPED = "2024-01-01 00:00:00.000000+00:00"  # fixed: output depends only on the arguments
+
+
+@dataclass(frozen=True)
+class Shape:
+    label: str
+    points: tuple[tuple[float, float], ...]
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        xs = [p[0] for p in self.points]
+        ys = [p[1] for p in self.points]
+        return min(xs), min(ys), max(xs), max(ys)
+
+
+def _outline(label: str, cx: float, cy: float, r: float) -> Shape:
+    """Polygon of a shape centred at (cx, cy) with 'radius' r."""
+    if label == "circle":
+        pts = [
+            (cx + r * math.cos(2 * math.pi * k / 16), cy + r * math.sin(2 * math.pi * k / 16))
+            for k in range(16)
+        ]
+    elif label == "square":
+        pts = [(cx - r, cy - r), (cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
+    elif label == "triangle":
+        pts = [(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
+    else:  # cross: a plus sign with arms of width r/1.5
+        a = r / 3
+        pts = [
+            (cx - a, cy - r), (cx + a, cy - r), (cx + a, cy - a), (cx + r, cy - a),
+            (cx + r, cy + a), (cx + a, cy + a), (cx + a, cy + r), (cx - a, cy + r),
+            (cx - a, cy + a), (cx - r, cy + a), (cx - r, cy - a), (cx - a, cy - a),
+        ]  # fmt: skip
+    return Shape(label, tuple((round(x, 2), round(y, 2)) for x, y in pts))
+
+
+def _overlaps(a: tuple, b: tuple, margin: float = 2.0) -> bool:
+    return not (
+        a[2] + margin <= b[0]
+        or b[2] + margin <= a[0]
+        or a[3] + margin <= b[1]
+        or b[3] + margin <= a[1]
+    )
+
+
+def _make_shapes(task: str, labels: tuple[str, ...], size: int, rng: random.Random) -> list[Shape]:
+    if task == "classification":
+        r = rng.uniform(0.18, 0.32) * size
+        cx, cy = rng.uniform(r, size - r), rng.uniform(r, size - r)
+        return [_outline(rng.choice(labels), cx, cy, r)]
+    shapes: list[Shape] = []
+    for _ in range(rng.randint(1, 3)):
+        for _attempt in range(20):
+            r = rng.uniform(0.10, 0.20) * size
+            cx, cy = rng.uniform(r, size - r), rng.uniform(r, size - r)
+            shape = _outline(rng.choice(labels), cx, cy, r)
+            if not any(_overlaps(shape.bounds(), s.bounds()) for s in shapes):
+                shapes.append(shape)
+                break
+    return shapes
+
+
+def _draw(path: Path, shapes: list[Shape], size: int, rng: random.Random) -> None:
+    from PIL import Image, ImageDraw
+
+    grey = rng.randint(10, 70)
+    image = Image.new("RGB", (size, size), (grey, grey, grey))
+    draw = ImageDraw.Draw(image)
+    for shape in shapes:
+        jitter = rng.randint(-25, 25)
+        colour = tuple(max(0, min(255, c + jitter)) for c in COLOURS[shape.label])
+        draw.polygon(list(shape.points), fill=colour)
+    image.save(path, format="PNG", optimize=False)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _image_xml(
+    image_id: int, name: str, size: int, task: str, shapes: list[Shape], extra: str
+) -> str:
+    lines = [
+        f'  <image id="{image_id}" name={quoteattr(name)}{extra} width="{size}" height="{size}">'
+    ]
+    for shape in shapes:
+        label = quoteattr(shape.label)
+        if task == "classification":
+            lines.append(f'    <tag label={label} source="manual">\n    </tag>')
+        if task in ("classification", "detection"):
+            # Classification images get a box too: the platform's stock as_coco reads boxes
+            # for classification, ours reads the tag.
+            x0, y0, x1, y1 = shape.bounds()
+            lines.append(
+                f'    <box label={label} source="manual" occluded="0" xtl="{_fmt(x0)}" '
+                f'ytl="{_fmt(y0)}" xbr="{_fmt(x1)}" ybr="{_fmt(y1)}" z_order="0">\n    </box>'
+            )
+        if task == "segmentation":
+            points = ";".join(f"{_fmt(x)},{_fmt(y)}" for x, y in shape.points)
+            lines.append(
+                f'    <polygon label={label} source="manual" occluded="0" '
+                f'points="{points}" z_order="0">\n    </polygon>'
+            )
+    lines.append("  </image>")
+    return "\n".join(lines) + "\n"
+
+
+def _labels_xml(labels: tuple[str, ...], indent: str) -> str:
+    out = [f"{indent}<labels>"]
+    for label in labels:
+        r, g, b = COLOURS[label]
+        out.append(
+            f"{indent}  <label>\n{indent}    <name>{label}</name>\n"
+            f"{indent}    <color>#{r:02x}{g:02x}{b:02x}</color>\n{indent}    <type>any</type>\n"
+            f"{indent}    <attributes>\n{indent}    </attributes>\n{indent}  </label>"
+        )
+    out.append(f"{indent}</labels>")
+    return "\n".join(out)
+
+
+def _meta_xml(task: str, n_images: int, labels: tuple[str, ...], project: bool) -> str:
+    if not project:
+        return (
+            "  <meta>\n    <task>\n      <id>1</id>\n"
+            f"      <name>synthetic-{task}</name>\n      <size>{n_images}</size>\n"
+            "      <mode>annotation</mode>\n      <overlap>0</overlap>\n"
+            f"{_labels_xml(labels, '      ')}\n    </task>\n"
+            f"    <dumped>{DUMPED}</dumped>\n  </meta>\n"
+        )
+    n_train = (n_images + 1) // 2
+    tasks = "".join(
+        f"        <task>\n          <id>{tid}</id>\n          <name>synthetic-{subset.lower()}"
+        f"</name>\n          <size>{size}</size>\n          <mode>annotation</mode>\n"
+        f"          <subset>{subset}</subset>\n        </task>\n"
+        for tid, subset, size in ((1, "Train", n_train), (2, "Validation", n_images - n_train))
+    )
+    return (
+        "  <meta>\n    <project>\n      <id>1</id>\n"
+        f"      <name>synthetic-{task}</name>\n"
+        f"{_labels_xml(labels, '      ')}\n      <tasks>\n{tasks}      </tasks>\n"
+        f"    </project>\n    <dumped>{DUMPED}</dumped>\n  </meta>\n"
+    )
+
+
+def _remove_previous_output(dataset_dir: Path) -> None:
+    """With force: remove only files this module writes (never the user's other files)."""
+    with os.scandir(dataset_dir) as entries:
+        for entry in entries:
+            if _IMAGE_NAME_RE.match(entry.name) and entry.is_file(follow_symlinks=False):
+                Path(entry.path).unlink()
+
+
+def write_cvat_dataset(
+    root: str | os.PathLike,
+    dataset_id: str | int,
+    n_images: int,
+    task: str,
+    seed: int = 0,
+    *,
+    size: int = 64,
+    n_classes: int = 3,
+    project: bool = False,
+    placeholder: bool = False,
+    force: bool = False,
+) -> Path:
+    """Write `<root>/datasets/<dataset_id>/` and return that directory.
+
+    Raises TrainkitError when the directory already holds files and `force` is false, or on a
+    bad argument. With `force`, earlier synthetic images are replaced; other files stay."""
+    if task not in TASKS:
+        raise UsageError(f"task {task!r} is not one of {', '.join(TASKS)}")
+    if n_images < 1:
+        raise UsageError(f"--images {n_images}: need at least 1 image")
+    if not 2 <= n_classes <= len(SHAPES):
+        raise UsageError(f"--classes {n_classes}: must be between 2 and {len(SHAPES)}")
+    if size < 16:
+        raise UsageError(f"--size {size}: images must be at least 16 pixels wide")
+    dataset_id = str(dataset_id)
+    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", dataset_id):
+        raise UsageError(f"--id {dataset_id!r}: use letters, digits, '_', '-', '.'")
+
+    dataset_dir = Path(root, "datasets", dataset_id)
+    if dataset_dir.is_dir() and any(dataset_dir.iterdir()):
+        if not force:
+            raise TrainkitError(
+                f"{dataset_dir} already exists and is not empty; "
+                "choose another --id/--out or pass --force to replace the synthetic files"
+            )
+        _remove_previous_output(dataset_dir)
+    (dataset_dir / ANNOTATIONS.parent).mkdir(parents=True, exist_ok=True)
+
+    labels = SHAPES[:n_classes]
+    rng = random.Random(seed)
+    ext = "jpg" if placeholder else "png"
+    n_train = (n_images + 1) // 2
+    annotations_path = dataset_dir / ANNOTATIONS
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=".annotations-", suffix=".xml", dir=annotations_path.parent
+    )
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            out.write('<?xml version="1.0" encoding="utf-8"?>\n<annotations>\n')
+            out.write("  <version>1.1</version>\n")
+            out.write(_meta_xml(task, n_images, labels, project))
+            for index in range(n_images):
+                name = IMAGE_NAME.format(index, ext)
+                shapes = _make_shapes(task, labels, size, rng)
+                image_path = dataset_dir / name
+                if placeholder:
+                    image_path.touch()
+                else:
+                    _draw(image_path, shapes, size, rng)
+                extra = ""
+                if project:
+                    subset = "Train" if index < n_train else "Validation"
+                    task_id = 1 if index < n_train else 2
+                    extra = f' subset="{subset}" task_id="{task_id}"'
+                out.write(_image_xml(index, name, size, task, shapes, extra))
+            out.write("</annotations>\n")
+        Path(tmp_name).chmod(0o644)
+        Path(tmp_name).replace(annotations_path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return dataset_dir
+
+
+# --- CLI ------------------------------------------------------------------------------------
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "dataset",
+        help="write a synthetic CVAT dataset into a mocked MinIO folder",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="mocked MinIO root (e.g. dev/minio)"
+    )
+    parser.add_argument("--id", dest="dataset_id", default="1", help="dataset id (default 1)")
+    parser.add_argument("--images", type=int, default=200, help="number of images (default 200)")
+    parser.add_argument("--task", choices=TASKS, default="classification")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    parser.add_argument(
+        "--classes", type=int, default=3, help=f"number of classes, 2-{len(SHAPES)} (default 3)"
+    )
+    parser.add_argument(
+        "--project", action="store_true", help="write a CVAT project export (images with subset)"
+    )
+    parser.add_argument(
+        "--placeholder", action="store_true", help="empty image files (fast; for benchmarks)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace earlier synthetic files in the target dir"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    dataset_dir = write_cvat_dataset(
+        args.out,
+        args.dataset_id,
+        args.images,
+        args.task,
+        args.seed,
+        size=args.size,
+        n_classes=args.classes,
+        project=args.project,
+        placeholder=args.placeholder,
+        force=args.force,
+    )
+    kind = "project" if args.project else "task"
+    print(
+        f"wrote {args.images} {args.task} images and a CVAT {kind} export to {dataset_dir}\n"
+        f"use it with: trainkit run <architecture dir> --minio {args.out} "
+        f"--dataset-id {args.dataset_id}"
+    )
+    return 0
