@@ -5,15 +5,32 @@ repository's ruff settings. scripts/lint runs it; exit status 0 when all is clea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from trainkit import paths
 from trainkit.new import TASK_LABEL_FORMATS, bake
 
 LEFTOVER_MARKERS = ("{{ cookiecutter.", "{{cookiecutter.", "{%", "%}")
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Silence file descriptor 1 (the hooks' "next steps" of every bake); errors stay on 2."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with Path(os.devnull).open("w") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def bake_all(out_dir: Path) -> list[Path]:
@@ -55,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path, help="an empty directory to bake into")
     args = parser.parse_args(argv)
     logging.getLogger("cookiecutter").setLevel(logging.CRITICAL)
-    bake_all(args.out_dir)
+    with quiet_stdout():
+        bake_all(args.out_dir)
     status = lint(args.out_dir)
     left = leftovers(args.out_dir)
     if left:

@@ -44,7 +44,9 @@ def check_task_and_format(task: str, label_format: str) -> None:
     if task not in TASKS:
         raise AnswerError(f"task {task!r} must be one of {', '.join(TASKS)}")
     if label_format not in LABEL_FORMATS:
-        raise AnswerError(f"label_format {label_format!r} must be one of {', '.join(LABEL_FORMATS)}")
+        raise AnswerError(
+            f"label_format {label_format!r} must be one of {', '.join(LABEL_FORMATS)}"
+        )
     if task not in LABEL_FORMAT_TASKS[label_format]:
         raise AnswerError(
             f"label_format {label_format!r} does not work with task {task!r} "
