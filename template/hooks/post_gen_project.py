@@ -27,6 +27,7 @@ RUNTIME_FILES = (
     "cvat_dataset.py",
     "export.py",
     "s3_credentials.py",
+    "schema_args.py",
     "run_control.py",
 )
 # Per-task modules live in docker/_tasks/<task>/ in the template.
