@@ -11,7 +11,8 @@
 # S3FS_STAT_CACHE_SIZE (entries, default 500000), S3FS_STAT_CACHE_EXPIRE (s, default 604800),
 # S3FS_PARALLEL_COUNT (8), S3FS_MULTIREQ_MAX (20), S3FS_ENSURE_DISKFREE (MB kept free, 1024),
 # S3FS_MOUNT_TIMEOUT (s, 30), S3FS_DBGLEVEL (warn), S3FS_OPTIONS (extra `-o` options, comma
-# separated), AWS_SHARED_CREDENTIALS_FILE (where profile `dataset` is written).
+# separated), AWS_SHARED_CREDENTIALS_FILE (where profile `dataset` is written), AWS_CA_BUNDLE
+# (a private CA for S3_HOST; passed to s3fs as CURL_CA_BUNDLE).
 #
 # -t is accepted for compatibility only: a token on a command line is readable by every user
 # in `ps`. It is moved to the environment at once, but this process's argv still shows it, so
@@ -220,6 +221,11 @@ main() {
   done
   ((${#missing[@]} == 0)) || die "not set: ${missing[*]} (needed to mount the bucket at $target)"
   [[ "$S3_HOST" == *://* ]] || S3_HOST="https://${S3_HOST}"
+  S3_HOST="${S3_HOST%/}"
+  # One setting for a private CA: AWS_CA_BUNDLE (STS helper, boto3) also feeds s3fs's curl.
+  if [[ -n "${AWS_CA_BUNDLE:-}" && -z "${CURL_CA_BUNDLE:-}" ]]; then
+    export CURL_CA_BUNDLE="$AWS_CA_BUNDLE"
+  fi
   command -v s3fs >/dev/null 2>&1 || die "s3fs is not installed (Debian package s3fs)"
   if ! is_empty_dir "$target"; then
     die "mount point $target is not empty (and holds no datasets/ folder to use instead)"

@@ -9,6 +9,7 @@ import io
 import json
 import re
 import shlex
+import sys
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -43,7 +44,12 @@ def load_schema_args(path: Path | None = None) -> ModuleType | None:
     spec = importlib.util.spec_from_file_location("_trainkit_schema_args", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[spec.name] = module  # dataclasses and pickling look the module up by name
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(spec.name, None)
+        raise
     return module
 
 

@@ -36,6 +36,5 @@ def test_cookiecutter_hook_uses_the_same_pattern():
     if not hook.is_file():
         pytest.skip("template/hooks/pre_gen_project.py not on this branch yet")
     text = hook.read_text(encoding="utf-8")
-    patterns = re.findall(r"r?[\"'](\^\[A-Za-z\][^\"']*\$)[\"']", text)
-    assert patterns, "the hook should define the name pattern as a regex literal"
-    assert set(patterns) == {NAME_PATTERN}
+    copies = re.findall(r"^NAME_PATTERN\s*=\s*r?[\"']([^\"']+)[\"']", text, flags=re.MULTILINE)
+    assert copies == [NAME_PATTERN], "the hook should define NAME_PATTERN = r'...' once"

@@ -430,3 +430,17 @@ def test_any_schema_valid_config_round_trips(case: tuple[dict[str, Any], dict[st
         expected = False if schema["properties"][key]["type"] == "boolean" else None
         default = sa.schema_defaults(schema)[key]
         assert out[key] == (expected if expected is not None else default)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schema_and_config())
+def test_without_schema_values_round_trip_by_their_json_types(
+    case: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """The platform ships no config.jsonschema: train.py infers from train_config.json alone."""
+    _, config = case
+    parser = sa.build_parser(None, config)
+    out = sa.namespace_to_config(parser.parse_args(sa.config_to_argv(config)), parser=parser)
+    assert set(out) == set(config)
+    for key, value in config.items():
+        assert same(out[key], value), (key, value, out[key])

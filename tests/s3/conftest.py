@@ -4,10 +4,7 @@ read, and a guard that always unmounts what a test mounted (and stops its s3fs).
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,79 +13,15 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.support.s3 import mounted_fstype, mounts_below, s3fs_pids, unmount
 from tests.support.services import MotoServer
+
+__all__ = ["mounted_fstype", "s3fs_pids"]
 
 REPO = Path(__file__).resolve().parents[2]
 COMMON = REPO / "common"
 BUCKET = "platform-datasets"
 ROLE_ARN = "arn:aws:iam::123456789012:role/dataset-reader"
-
-
-def mounted_fstype(path: Path) -> str | None:
-    """The fstype mounted exactly at `path` (per /proc/self/mounts), or None."""
-    target = os.path.realpath(path)
-    found = None
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        fields = line.split()
-        mountpoint = fields[1].encode().decode("unicode_escape")
-        if mountpoint == target:
-            found = fields[2]
-    return found
-
-
-def mounts_below(root: Path) -> list[Path]:
-    """Mount points at or below `root` (deepest first)."""
-    prefix = os.path.realpath(root)
-    found = []
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        mountpoint = line.split()[1].encode().decode("unicode_escape")
-        if mountpoint == prefix or mountpoint.startswith(prefix + os.sep):
-            found.append(Path(mountpoint))
-    return sorted(set(found), key=lambda p: len(p.parts), reverse=True)
-
-
-def s3fs_pids(mountpoint: Path) -> list[int]:
-    """Live s3fs processes serving `mountpoint` (found by their command line)."""
-    target = os.path.realpath(mountpoint).encode()
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"s3fs") and target in argv:
-            pids.append(int(proc.name))
-    return pids
-
-
-def unmount(mountpoint: Path) -> None:
-    """Unmount (lazily if busy), stop the s3fs behind it, and wait until both are gone."""
-    pids = s3fs_pids(mountpoint)
-    if mounted_fstype(mountpoint):
-        fusermount = shutil.which("fusermount") or shutil.which("fusermount3")
-        commands = [[fusermount, "-u", str(mountpoint)]] if fusermount else []
-        commands += [["umount", str(mountpoint)], ["umount", "-l", str(mountpoint)]]
-        for command in commands:
-            subprocess.run(command, capture_output=True, check=False)
-            if not mounted_fstype(mountpoint):
-                break
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
-        time.sleep(0.1)
-    for pid in pids:
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-    assert not mounted_fstype(mountpoint), f"{mountpoint} is still mounted"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 @dataclass
