@@ -32,10 +32,12 @@ is an error.
 """
 
 # os.* path calls on purpose: str paths, one syscall each, 100k files.
-# ruff: noqa: PTH100, PTH105, PTH108, PTH115, PTH123, PTH211
+# ruff: noqa: PTH100, PTH105, PTH108, PTH115, PTH117, PTH123
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import math
 import os
@@ -121,12 +123,30 @@ def get_image_annotations(image: dict, annotation_type: str) -> list[dict]:
     return [a for a in as_list(image.get(annotation_type)) if isinstance(a, dict)]
 
 
+ANNOTATION_SET = frozenset(ANNOTATION_TYPES)
+
+
 def image_has_annotations(image: dict) -> bool:
-    return any(image.get(kind) for kind in ANNOTATION_TYPES)
+    return any(image[k] for k in image if k in ANNOTATION_SET)
 
 
 def _basename(name: str) -> str:
-    return name.replace("\\", "/").rsplit("/", 1)[-1]
+    if "\\" in name:
+        name = name.replace("\\", "/")
+    return name.rpartition("/")[2]
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while building many acyclic dicts: its collections would rescan
+    every live object again and again (super-linear at 100k images)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # --- progress -------------------------------------------------------------------------------
@@ -171,18 +191,6 @@ class _Progress:
             self.bar.close()
 
 
-class _CountingReader:
-    """File wrapper that reports bytes read to a progress object."""
-
-    def __init__(self, fh, progress: _Progress):
-        self.fh, self.progress = fh, progress
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.fh.read(size)
-        self.progress.update(len(data))
-        return data
-
-
 # --- streaming parse ------------------------------------------------------------------------
 
 
@@ -195,19 +203,78 @@ class LabelInfo:
     known: set = field(default_factory=set)
 
 
-def _labels_from_meta(meta) -> LabelInfo:
-    info = LabelInfo()
-    for labels in meta.iter("labels"):
-        for label in labels.findall("label"):
-            name = (label.findtext("name") or "").strip()
-            if not name:
+def _labels_from_meta(meta: Any, info: LabelInfo | None = None) -> LabelInfo:
+    """Every <labels><label> below <meta> (task, project, job; several tasks → union in
+    document order), from the xmltodict-shaped <meta>."""
+    info = info if info is not None else LabelInfo()
+    if isinstance(meta, list):
+        for item in meta:
+            _labels_from_meta(item, info)
+        return info
+    if not isinstance(meta, dict):
+        return info
+    for key, value in meta.items():
+        if key != "labels":
+            _labels_from_meta(value, info)
+            continue
+        for labels in as_list(value):
+            if not isinstance(labels, dict):
                 continue
-            info.known.add(name)
-            if (label.findtext("parent") or "").strip():
-                continue
-            if name not in info.names:
-                info.names.append(name)
+            for label in as_list(labels.get("label")):
+                name = label.get("name") if isinstance(label, dict) else None
+                if not isinstance(name, str) or not name.strip():
+                    continue
+                name = name.strip()
+                info.known.add(name)
+                if label.get("parent"):
+                    continue  # a skeleton part: a known label, not a class
+                if name not in info.names:
+                    info.names.append(name)
     return info
+
+
+class _XmltodictTarget:
+    """ElementTree parser target that builds xmltodict-shaped values directly (no Element
+    tree). Each closed child of the root is moved to `done` and dropped from the tree, so
+    memory stays bounded however many <image> elements follow."""
+
+    def __init__(self, xml_path: Path):
+        self.xml_path = xml_path
+        self.stack: list[tuple[dict, list]] = []
+        self.done: list[tuple[str, Any]] = []
+        self.root_seen = False
+
+    def start(self, tag: str, attrib: dict) -> None:
+        if not self.root_seen:
+            self.root_seen = True
+            if tag != "annotations":
+                raise DatasetError(
+                    f"{self.xml_path}: root element is <{tag}>, expected <annotations> "
+                    "(CVAT for images 1.1)"
+                )
+        self.stack.append(({f"@{k}": v for k, v in attrib.items()} if attrib else {}, []))
+
+    def data(self, text: str) -> None:
+        self.stack[-1][1].append(text)
+
+    def end(self, tag: str) -> None:
+        item, texts = self.stack.pop()
+        value: Any = item or None
+        if texts:
+            text = "".join(texts).strip()
+            if text:
+                if item:
+                    item["#text"] = text
+                else:
+                    value = text
+        depth = len(self.stack)
+        if depth > 1:
+            _push(self.stack[-1][0], tag, value)
+        elif depth == 1:
+            self.done.append((tag, value))
+
+    def close(self) -> None:
+        return None
 
 
 def _safe_parse_errors():
@@ -217,10 +284,15 @@ def _safe_parse_errors():
 
 
 def iter_cvat_annotations(xml_path: Path) -> Iterator[tuple[str, Any]]:
-    """Stream a CVAT for images 1.1 file: yields ("labels", LabelInfo) when <meta> closes and
-    ("image", dict) for each <image> (xmltodict shape). Memory stays bounded: every top-level
-    element is dropped once consumed."""
-    import defusedxml.ElementTree as safe_etree
+    """Stream a CVAT for images 1.1 file in one pass: yields ("labels", LabelInfo) when <meta>
+    closes and ("image", dict) for each <image> (xmltodict shape).
+
+    defusedxml's parser with DTDs, entity declarations and external references forbidden (so
+    entity-expansion bombs and XXE are refused), fed 64 KiB at a time; a parser target builds
+    the dicts and drops each top-level element once handed out (bounded memory)."""
+    from xml.parsers.expat import ErrorString, ExpatError
+
+    from defusedxml.ElementTree import DefusedXMLParser, ParseError
 
     forbidden = _safe_parse_errors()
     try:
@@ -234,45 +306,54 @@ def iter_cvat_annotations(xml_path: Path) -> Iterator[tuple[str, Any]]:
     except OSError as exc:
         raise DatasetError(f"cannot read annotations file '{xml_path}': {exc}") from exc
     progress = _Progress(size, f"parsing {xml_path.name}", "B", size >= PROGRESS_MIN_BYTES)
+    target = _XmltodictTarget(xml_path)
+    parser = DefusedXMLParser(
+        target=target, forbid_dtd=True, forbid_entities=True, forbid_external=True
+    )
+    feed, close = parser.feed, parser.close
+    expat = getattr(parser, "parser", None)  # the defused expat parser ElementTree drives
+    if expat is not None and hasattr(expat, "StartElementHandler"):
+        # Same parser and same DTD/entity/external-reference guards; only the per-element
+        # callbacks go straight to the target instead of through ElementTree's Python
+        # wrappers (about 25% less parse time at 100k images).
+        expat.ordered_attributes = False
+        expat.StartElementHandler = target.start
+        expat.EndElementHandler = target.end
+        expat.CharacterDataHandler = target.data
+
+        def feed(data: bytes) -> None:
+            expat.Parse(data, False)
+
+        def close() -> None:
+            expat.Parse(b"", True)
+
     try:
-        events = safe_etree.iterparse(
-            _CountingReader(fh, progress),
-            events=("start", "end"),
-            forbid_dtd=True,
-            forbid_entities=True,
-            forbid_external=True,
-        )
-        root = None
-        depth = 0
-        for event, element in events:
-            if event == "start":
-                depth += 1
-                if root is None:
-                    root = element
-                    if element.tag != "annotations":
-                        raise DatasetError(
-                            f"{xml_path}: root element is <{element.tag}>, expected "
-                            "<annotations> (CVAT for images 1.1)"
-                        )
-                continue
-            depth -= 1
-            if depth != 1:
-                continue
-            if element.tag == "image":
-                yield "image", element_to_dict(element)
-            elif element.tag == "meta":
-                yield "labels", _labels_from_meta(element)
-            root.clear()
-        if root is None:
-            raise DatasetError(f"{xml_path}: empty annotations file")
+        while True:
+            chunk = fh.read(1 << 16)
+            if chunk:
+                feed(chunk)
+                progress.update(len(chunk))
+            else:
+                close()
+            done, target.done = target.done, []
+            for tag, value in done:
+                if tag == "image":
+                    yield "image", value if isinstance(value, dict) else {}
+                elif tag == "meta":
+                    yield "labels", _labels_from_meta(value)
+            if not chunk:
+                break
     except forbidden as exc:
         raise DatasetError(
             f"{xml_path}: DOCTYPE/ENTITY declarations and external references are not allowed "
             f"in annotations (refused for safety: {type(exc).__name__})"
         ) from None
-    except safe_etree.ParseError as exc:
-        line, column = getattr(exc, "position", (0, 0))
-        reason = str(exc).split(":")[0]
+    except (ParseError, ExpatError) as exc:
+        if isinstance(exc, ExpatError):
+            line, column, reason = exc.lineno, exc.offset, ErrorString(exc.code)
+        else:
+            line, column = getattr(exc, "position", (0, 0))
+            reason = str(exc).split(":")[0]
         raise DatasetError(
             f"{xml_path}: malformed XML at line {line}, column {column}: {reason}"
         ) from None
@@ -327,31 +408,47 @@ class MatchReport:
 def _index_files(filepaths: list[Path], report: MatchReport) -> dict[str, Path]:
     by_name: dict[str, Path] = {}
     for path in filepaths:
-        path = Path(path)
-        if path.name in by_name:
+        if not isinstance(path, Path):
+            path = Path(path)
+        name = path.name
+        if name in by_name:
             report.duplicate_files += 1
             continue
-        by_name[path.name] = path
+        by_name[name] = path
     report.files = len(filepaths)
     return by_name
 
 
-def _drop_unknown_labels(image: dict, known: set, report: MatchReport) -> dict:
-    for kind in ANNOTATION_TYPES:
-        if kind not in image:
-            continue
-        shapes = as_list(image[kind])
-        kept = [s for s in shapes if not isinstance(s, dict) or s.get("@label") in known]
-        if len(kept) == len(shapes):
-            continue
+def _drop_unknown_labels(image: dict, known: set, report: MatchReport) -> bool:
+    """Remove shapes whose label is not declared (counting them); keep the xmltodict shape
+    (one left → dict). Returns whether the image still has annotations."""
+    kinds = [k for k in image if k in ANNOTATION_SET]
+    has_annotations = False
+    for kind in kinds:
+        value = image[kind]
+        if type(value) is dict:
+            if value.get("@label") in known:
+                has_annotations = True
+                continue
+            shapes = [value]
+        elif type(value) is list:
+            if all(type(s) is dict and s.get("@label") in known for s in value):
+                has_annotations = True
+                continue
+            shapes = value
+        else:  # an element without attributes: no label at all
+            shapes = [value]
+        kept = [s for s in shapes if type(s) is dict and s.get("@label") in known]
         for shape in shapes:
-            if isinstance(shape, dict) and shape.get("@label") not in known:
-                report.unknown_labels[str(shape.get("@label"))] += 1
+            if not (type(shape) is dict and shape.get("@label") in known):
+                label = shape.get("@label") if type(shape) is dict else None
+                report.unknown_labels[str(label)] += 1
         if not kept:
             del image[kind]
         else:
             image[kind] = kept[0] if len(kept) == 1 else kept
-    return image
+            has_annotations = True
+    return has_annotations
 
 
 def match_files_to_annotations(
@@ -363,41 +460,45 @@ def match_files_to_annotations(
     seen: set = set()
     matched: dict[Path, dict] = {}
     labels: LabelInfo | None = None
-    for kind, value in iter_cvat_annotations(xml_path):
-        if kind == "labels":
-            if labels is None:
-                labels = value
-            else:  # a second <meta> block: union in order
-                labels.known |= value.known
-                labels.names += [n for n in value.names if n not in labels.names]
-            continue
-        report.images += 1
-        name = value.get("@name")
-        if not name:
-            raise DatasetError(f"{xml_path}: <image id={value.get('@id')!r}> has no name attribute")
-        base = _basename(name)
-        if base in seen:
-            report.duplicate_basenames += 1
-            continue
-        seen.add(base)
-        path = by_name.get(base)
-        if path is None:
-            if image_has_annotations(value):
-                report.images_without_file += 1
-            continue
-        matched[path] = value
+    with _gc_paused():
+        for kind, value in iter_cvat_annotations(xml_path):
+            if kind == "labels":
+                if labels is None:
+                    labels = value
+                else:  # a second <meta> block: union in order
+                    labels.known |= value.known
+                    labels.names += [n for n in value.names if n not in labels.names]
+                continue
+            report.images += 1
+            name = value.get("@name")
+            if not name:
+                raise DatasetError(
+                    f"{xml_path}: <image id={value.get('@id')!r}> has no name attribute"
+                )
+            base = _basename(name)
+            if base in seen:
+                report.duplicate_basenames += 1
+                continue
+            seen.add(base)
+            path = by_name.get(base)
+            if path is None:
+                if image_has_annotations(value):
+                    report.images_without_file += 1
+                continue
+            matched[path] = value
     if labels is None or not labels.names:
         raise DatasetError(
             f"{xml_path}: no labels declared (expected <meta><task|project><labels><label>"
             "<name>...)"
         )
     result: dict[Path, dict] = {}
-    for path, image in matched.items():
-        image = _drop_unknown_labels(image, labels.known, report)
-        if image_has_annotations(image):
-            result[path] = image
-        else:
-            report.images_without_shapes += 1
+    known = labels.known
+    with _gc_paused():
+        for path, image in matched.items():
+            if _drop_unknown_labels(image, known, report):
+                result[path] = image
+            else:
+                report.images_without_shapes += 1
     report.matched = len(result)
     report.files_without_annotations = len(by_name) - len(result)
     return labels.names, result, report
@@ -495,6 +596,7 @@ def _allocate(total: int, sizes: list[int], caps: list[int]) -> list[int]:
     return counts
 
 
+@_gc_paused()
 def split_dataset(
     files_with_annotations: dict[Path, dict],
     train_size: float,
@@ -651,7 +753,12 @@ def create_images(images_path: Path, files_with_annotations: dict[Path, dict]) -
     images_path = Path(images_path)
     images_path.mkdir(parents=True, exist_ok=True)
     _check_inside_root(images_path)
-    wanted = {Path(p).name: os.path.abspath(p) for p in files_with_annotations}
+    wanted: dict[str, str] = {}
+    for filepath in files_with_annotations:
+        target = os.fspath(filepath)
+        if not os.path.isabs(target):
+            target = os.path.abspath(target)
+        wanted[target.rpartition(os.sep)[2]] = target
     existing: dict[str, str | None] = {}
     with os.scandir(images_path) as entries:
         for entry in entries:
@@ -660,18 +767,20 @@ def create_images(images_path: Path, files_with_annotations: dict[Path, dict]) -
             elif entry.is_file(follow_symlinks=False):
                 existing[entry.name] = None  # a plain file: always replaced
             # sub-directories are left alone
+    prefix = os.fspath(images_path) + os.sep
     for name, target in existing.items():
         if target is None or wanted.get(name) != target:
-            os.unlink(images_path / name)
+            os.unlink(prefix + name)
     todo = [(n, t) for n, t in wanted.items() if existing.get(n) != t]
     progress = _Progress(
         len(todo), f"linking {images_path.name}", "files", len(todo) >= PROGRESS_MIN_ITEMS
     )
+    symlink = os.symlink
     try:
-        for i, (name, target) in enumerate(todo, 1):
-            os.symlink(target, images_path / name)
-            if i % 1000 == 0:
-                progress.update(1000)
+        for start in range(0, len(todo), 1000):
+            for name, target in todo[start : start + 1000]:
+                symlink(target, prefix + name)
+            progress.update(min(1000, len(todo) - start))
     finally:
         progress.close()
 
@@ -721,9 +830,14 @@ def polygon_area(points: list[tuple[float, float]]) -> float:
 
 
 def _box_xyxy(box: dict) -> tuple[float, float, float, float]:
-    return tuple(float(box[k]) for k in ("@xtl", "@ytl", "@xbr", "@ybr"))  # type: ignore[return-value]
+    return float(box["@xtl"]), float(box["@ytl"]), float(box["@xbr"]), float(box["@ybr"])
 
 
+def _filename(filepath: Any) -> str:
+    return filepath.name if isinstance(filepath, Path) else Path(filepath).name
+
+
+@_gc_paused()
 def as_coco(
     label_names: list[str],
     files_with_annotations: dict[Path, dict],
@@ -748,19 +862,25 @@ def as_coco(
     }
     annotation_id = 1
     skipped_images = 0
+    kind = {"classification": "tag", "detection": "box"}.get(dataset_type, "polygon")
+    images, annotations = coco["images"], coco["annotations"]
     for image_id, (filepath, image) in enumerate(files_with_annotations.items(), start=1):
-        if dataset_type == "classification":
-            shapes = get_image_annotations(image, "tag") or get_image_annotations(image, "box")
-        elif dataset_type == "detection":
-            shapes = get_image_annotations(image, "box")
-        else:
-            shapes = get_image_annotations(image, "polygon")
+        shapes = image.get(kind)
+        if shapes is None and kind == "tag":  # the platform's version reads boxes here
+            shapes = image.get("box")
+        if shapes is None:
+            skipped_images += 1
+            continue
+        if type(shapes) is not list:
+            shapes = [shapes]
         entries = []
         for shape in shapes:
+            if type(shape) is not dict:
+                continue
             label = shape.get("@label")
             if label not in category_ids:
                 log.warning(
-                    "as_coco: %s: label %r not in label_names, skipped", Path(filepath).name, label
+                    "as_coco: %s: label %r not in label_names, skipped", _filename(filepath), label
                 )
                 continue
             entry: dict[str, Any] = {"image_id": image_id, "category_id": category_ids[label]}
@@ -783,26 +903,26 @@ def as_coco(
                     x0, y0, x1, y1 = _box_xyxy(shape)
                     if x1 <= x0 or y1 <= y0:
                         raise ValueError(f"empty box {x0},{y0},{x1},{y1}")
-                    entry.update(
-                        bbox=[x0, y0, x1 - x0, y1 - y0], area=(x1 - x0) * (y1 - y0), iscrowd=0
-                    )
+                    entry["bbox"] = [x0, y0, x1 - x0, y1 - y0]
+                    entry["area"] = (x1 - x0) * (y1 - y0)
+                    entry["iscrowd"] = 0
             except (ValueError, KeyError) as exc:
-                log.warning("as_coco: %s: skipped a %s shape: %s", Path(filepath).name, label, exc)
+                log.warning("as_coco: %s: skipped a %s shape: %s", _filename(filepath), label, exc)
                 continue
             entries.append(entry)
         if not entries:
             skipped_images += 1
             continue
-        coco["images"].append(
+        images.append(
             {
                 "id": image_id,
-                "file_name": Path(filepath).name,
+                "file_name": _filename(filepath),
                 "height": int(float(image["@height"])),
                 "width": int(float(image["@width"])),
             }
         )
         for entry in entries:
-            coco["annotations"].append({"id": annotation_id, **entry})
+            annotations.append({"id": annotation_id, **entry})
             annotation_id += 1
     if skipped_images:
         log.info(
@@ -817,6 +937,7 @@ def _clip01(value: float) -> float:
     return 0.0 if value < 0 else 1.0 if value > 1 else value
 
 
+@_gc_paused()
 def as_yolo(
     label_names: list[str], files_with_annotations: dict[Path, dict]
 ) -> dict[Path, list[str]]:
@@ -831,7 +952,7 @@ def as_yolo(
             label = box.get("@label")
             if label not in index:
                 log.warning(
-                    "as_yolo: %s: label %r not in label_names, skipped", Path(filepath).name, label
+                    "as_yolo: %s: label %r not in label_names, skipped", _filename(filepath), label
                 )
                 continue
             x0, y0, x1, y1 = _box_xyxy(box)

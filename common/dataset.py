@@ -92,21 +92,22 @@ def _is_sample_name(name: str) -> bool:
 def list_dataset_dir(dataset_path: Path) -> list[Path]:
     """Sample files of a flat dataset folder: one scandir, regular files (or links to them),
     hidden files and sub-directories (`annotations/`) skipped; sorted by name."""
-    paths = []
+    names = []
     try:
         with os.scandir(dataset_path) as entries:
             for entry in entries:
-                if not _is_sample_name(entry.name) or entry.name == ANNOTATIONS_DIRNAME:
+                name = entry.name
+                if name.startswith(".") or name == ANNOTATIONS_DIRNAME:
                     continue
                 try:
                     if entry.is_file():
-                        paths.append(dataset_path / entry.name)
+                        names.append(name)
                 except OSError:
                     continue
     except OSError as exc:
         raise DatasetError(f"cannot list dataset directory '{dataset_path}': {exc}") from exc
-    paths.sort()
-    return paths
+    names.sort()
+    return [dataset_path / name for name in names]
 
 
 # --- S3 listing -----------------------------------------------------------------------------
@@ -204,7 +205,7 @@ def list_dataset_objects_s3(
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
     )
     paginator = client.get_paginator("list_objects_v2")
-    paths = []
+    names = []
     pages = paginator.paginate(
         Bucket=bucket,
         Prefix=prefix,
@@ -215,9 +216,9 @@ def list_dataset_objects_s3(
         for obj in page.get("Contents", ()):
             name = obj["Key"][len(prefix) :]
             if _is_sample_name(name) and "/" not in name:
-                paths.append(root / name)
-    paths.sort()
-    return paths
+                names.append(name)
+    names.sort()
+    return [root / name for name in names]
 
 
 def _s3_listing_settings(dataset_id: str) -> dict | None:

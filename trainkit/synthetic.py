@@ -247,7 +247,7 @@ def write_cvat_dataset(
                 shapes = _make_shapes(task, labels, size, rng)
                 image_path = dataset_dir / name
                 if placeholder:
-                    image_path.touch()
+                    os.close(os.open(image_path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644))
                 else:
                     _draw(image_path, shapes, size, rng)
                 extra = ""
