@@ -50,7 +50,6 @@ _KEY_RE = re.compile(r"^\w[\w.+-]*$")
 # A NUL byte cannot be part of an argv string (execve), so it is a safe stand-in for a value that
 # is exactly "--", which argparse (<= 3.13) otherwise silently drops from explicit arguments.
 _DASHDASH = "\0--"
-_SCALAR_KINDS = ("integer", "number", "numeric", "string", "boolean", "json")
 
 
 class SchemaArgsError(ValueError):
@@ -65,8 +64,9 @@ class _Spec(NamedTuple):
     """
 
     key: str
-    kind: str  # one of _SCALAR_KINDS, or "array"
-    item: str = "string"  # kind of array items (a scalar kind)
+    # boolean, integer, number, numeric (int unless the text has a fraction), string, json, array
+    kind: str
+    item: str = "string"  # kind of array items (any kind but array)
     enum: tuple[Any, ...] | None = None
     default: Any = None
     help: str | None = None
@@ -162,9 +162,7 @@ def _kind_of_value(value: Any) -> str:
         return "string"
     if isinstance(value, list):
         return "array"
-    if value is None:
-        return "json"  # unknown: parse JSON if it is JSON, else keep the text
-    return "json"
+    return "json"  # objects, and null (unknown: parsed as JSON if it is JSON, else kept as text)
 
 
 def _item_kind_of_values(values: Sequence[Any]) -> str:
