@@ -150,6 +150,12 @@ def test_nul_in_a_value_cannot_be_passed() -> None:
         sa.config_to_argv({"run-name": "a\0b"}, SCHEMA)
 
 
+def test_lone_surrogate_cannot_be_passed() -> None:
+    config = json.loads('{"run-name": "a\\ud800b"}')
+    with pytest.raises(sa.SchemaArgsError, match=r"'run-name': value .* is not valid Unicode"):
+        sa.config_to_argv(config, SCHEMA)
+
+
 @pytest.mark.parametrize("key", ["", "-x", "a b", "a=b", 3])
 def test_keys_that_cannot_be_flags_are_rejected(key: Any) -> None:
     with pytest.raises(sa.SchemaArgsError, match="cannot become a command-line flag"):
@@ -225,6 +231,15 @@ def test_inference_without_schema_keeps_json_types() -> None:
     assert roundtrip(config, None) == config
     # An int-valued field may be a number field: a user may pass 0.5 by hand.
     assert sa.build_parser(None, config).parse_args(["--epochs=0.5"]).epochs == 0.5
+
+
+def test_inferred_defaults_match_what_the_platform_line_omits() -> None:
+    config = {"flag": False, "name": "", "tags": [], "lr": None, "n": 3}
+    parser = sa.build_parser(None, config)
+    ns = parser.parse_args(shlex.split(platform_line(config)))
+    assert sa.namespace_to_config(ns, parser=parser) == config
+    ns.tags.append("x")  # defaults are not shared between parses
+    assert parser.parse_args([]).tags == []
 
 
 def test_schema_less_keys_in_config_get_inferred_flags() -> None:
