@@ -211,10 +211,15 @@ def _spec_from_property(key: str, prop: Mapping[str, Any], value: Any) -> _Spec:
     return _Spec(key, kind, item, enum_t or None, default, help_text)
 
 
+# Defaults of keys typed from their value: what the platform's line omits stands for false, "" or
+# [] (it skips those), and for null otherwise.
+_INFERRED_DEFAULTS = {"boolean": False, "string": "", "array": []}
+
+
 def _spec_from_value(key: str, value: Any) -> _Spec:
     kind = _kind_of_value(value)
     item = _item_kind_of_values(value) if kind == "array" else "string"
-    return _Spec(key, kind, item, None, False if kind == "boolean" else None, None)
+    return _Spec(key, kind, item, None, copy.deepcopy(_INFERRED_DEFAULTS.get(kind)), None)
 
 
 def _check_key(key: Any) -> str:
@@ -432,7 +437,8 @@ def build_parser(
 
     Defaults come from the schema (booleans default to false: the platform omits false flags).
     Keys only in ``config`` (presets/custom merged by ``finalize_config``, or everything when the
-    platform shipped no schema) get flags typed by their JSON values and default ``None``.
+    platform shipped no schema) get flags typed by their JSON values; their defaults are what
+    an omitted flag stands for in the platform's line: false, ``""``, ``[]``, else ``None``.
     """
     specs = _specs(schema, config)
     parser = SchemaArgumentParser(
@@ -489,6 +495,12 @@ def config_to_argv(config: Mapping[str, Any], schema: Mapping[str, Any] | None =
         for arg in _argv_for(specs[key], value):
             if "\0" in arg:
                 raise SchemaArgsError(f"config key {key!r}: a NUL character cannot be passed")
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError:  # JSON allows lone surrogates ("\ud800"); argv cannot
+                raise SchemaArgsError(
+                    f"config key {key!r}: value {value!r} is not valid Unicode"
+                ) from None
             argv.append(arg)
     return argv
 
