@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainkit import layout, score, workspace
+from trainkit import engine, layout, score, workspace
 from trainkit.errors import TrainkitError, UsageError
 
 DEFAULT_RUN_ROOT = Path("out")
@@ -40,7 +40,7 @@ class RunPlan:
 
     arch_dir: Path
     run_dir: Path
-    minio_root: Path
+    minio_root: Path | None  # None: --s3, the container mounts the bucket
     dataset_id: str
     config: dict[str, Any]
     env: dict[str, str] = field(default_factory=dict)
@@ -73,8 +73,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--minio",
         type=Path,
-        required=True,
-        help="mocked bucket: holds datasets/<id>/ (see `trainkit dataset`)",
+        help="mocked bucket: holds datasets/<id>/ (see `trainkit dataset`); required unless "
+        "--s3 (container engines only)",
     )
     parser.add_argument("--dataset-id", required=True, help="dataset folder under datasets/")
     parser.add_argument(
@@ -96,10 +96,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--engine",
-        choices=sorted(ENGINES),
+        choices=("none", *engine.ENGINE_CHOICES),
         default="none",
-        help="who runs the entrypoint: none = a local subprocess (default)",
+        help="who runs the entrypoint: none = a local subprocess (default); auto, docker, "
+        "podman = build the real image and run it (auto: docker when its daemon answers)",
     )
+    engine.add_engine_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -131,9 +133,14 @@ def read_config_file(path: Path) -> dict[str, Any]:
 def plan_run(args: argparse.Namespace) -> RunPlan:
     arch_dir = Path(args.arch_dir)
     provider, category, architecture = workspace.architecture_parts(arch_dir)
-    minio_root = Path(args.minio).resolve()
-    dataset_dir = minio_root / "datasets" / str(args.dataset_id)
-    if not dataset_dir.is_dir():
+    s3 = getattr(args, "s3", False)
+    if s3 and args.engine == "none":
+        raise UsageError("--s3: the bucket is mounted inside the container; add --engine")
+    if args.minio is None and not s3:
+        raise UsageError("--minio DIR is required (or --engine ... --s3)")
+    minio_root = Path(args.minio).resolve() if args.minio is not None else None
+    dataset_dir = minio_root / "datasets" / str(args.dataset_id) if minio_root else None
+    if dataset_dir is not None and not s3 and not dataset_dir.is_dir():
         raise TrainkitError(
             f"{dataset_dir}: no such dataset (make one with `trainkit dataset --out "
             f"{args.minio} --id {args.dataset_id}`)"
@@ -165,7 +172,7 @@ def prepare(plan: RunPlan) -> None:
     plan.output_dir.mkdir(parents=True, exist_ok=True)
     plan.env = {
         **os.environ,
-        "MINIO_ROOT": str(plan.minio_root),
+        "MINIO_ROOT": str(plan.minio_root or "/minio"),
         "DATASETS_ROOT": str(plan.datasets_root),
         "OUTPUT_DIR": str(plan.output_dir),
         "DATASET_ID": plan.dataset_id,
@@ -200,14 +207,24 @@ def stream(command: list[str], cwd: Path, env: dict[str, str], log_file: Path) -
         return proc.wait(), "\n".join(last)
 
 
-def run_local(plan: RunPlan) -> tuple[int, str]:
+def run_local(plan: RunPlan, args: argparse.Namespace | None = None) -> tuple[int, str]:
     """Engine `none`: the entrypoint as a subprocess with the workspace as WORKDIR."""
     return stream(["bash", "docker-entrypoint.sh"], plan.workspace, plan.env, plan.log_file)
 
 
-# Engine name -> function(plan) -> (exit code, the output's last lines). Container engines
-# register here (trainkit/engine.py).
-ENGINES: dict[str, Callable[[RunPlan], tuple[int, str]]] = {"none": run_local}
+def run_container(plan: RunPlan, args: argparse.Namespace) -> tuple[int, str]:
+    """Engines auto/docker/podman (trainkit/engine.py): build the image from the workspace and
+    run it with the platform's flags; its output is streamed into run.log like a local run's."""
+    return engine.run_plan(
+        plan, args, lambda argv, env: stream(argv, plan.run_dir, env, plan.log_file)
+    )
+
+
+# Engine name -> function(plan, args) -> (exit code, the output's last lines).
+ENGINES: dict[str, Callable[[RunPlan, argparse.Namespace], tuple[int, str]]] = {
+    "none": run_local,
+    **dict.fromkeys(engine.ENGINE_CHOICES, run_container),
+}
 
 
 def read_custom(plan: RunPlan) -> dict[str, Any]:
@@ -250,6 +267,6 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_run(args)
     prepare(plan)
     print(f"trainkit run: {plan.arch_dir} in {plan.run_dir} (engine {args.engine})", flush=True)
-    exit_code, last_lines = ENGINES[args.engine](plan)
+    exit_code, last_lines = ENGINES[args.engine](plan, args)
     summarize(plan, exit_code, last_lines)
     return exit_code
