@@ -75,7 +75,7 @@ SETUP_DONE_FILENAME = ".trainkit-setup-done"
 # Keys that choose *how* to run, not *what* to train: changing them resumes instead of
 # restarting (Lightning checkpoints hold the full state, so the number of devices may change).
 HASH_IGNORED_KEYS = frozenset(
-    {"accelerator", "devices", "num_nodes", "strategy", "num_workers", "num-workers"}
+    {"accelerator", "devices", "num_nodes", "strategy", "num_workers", "workers"}
 )
 
 TRACEBACK_FRAMES = 8  # innermost frames kept in the failure file
