@@ -7,12 +7,14 @@ architecture directory (holding config/ and docker/), and returns a Report of fi
 
 from __future__ import annotations
 
+import json
 import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 from trainkit import layout
+from validation import schemas
 from validation.configs import check_configs
 from validation.dockerfile import check_dockerfile
 from validation.pysources import check_python
@@ -71,10 +73,6 @@ def validate_directory(path: Path, report: Report) -> None:
 
 def _check_architecture_dir(arch: Path, rel: Callable[[Path], str], report: Report) -> None:
     """For an architecture directory on its own: required files, JSON parsing, symlinks."""
-    import json
-
-    from validation import schemas
-
     for entry, kind in schemas.required_entries(schemas.template_schema()):
         path = arch / entry
         if kind == "file" and not path.is_file():
