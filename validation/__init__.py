@@ -19,7 +19,7 @@ from validation.configs import check_configs
 from validation.dockerfile import check_dockerfile
 from validation.pysources import check_python
 from validation.report import ARCHIVE, ERROR, WARNING, Finding, Report
-from validation.structure import check_structure
+from validation.structure import check_platform_lookups, check_structure
 from validation.zipsafety import DEFAULT_LIMITS, Limits, check_entries, extract
 
 __all__ = [
@@ -64,6 +64,7 @@ def validate_directory(path: Path, report: Report) -> None:
             return p.relative_to(base).as_posix()
 
         _check_architecture_dir(path, rel, report)
+        check_platform_lookups(path, rel, report)
         check_architecture(path, rel, report)
         return
     tree = check_structure(path.parent, report, only=path.name)
