@@ -233,6 +233,14 @@ def _labels_from_meta(meta: Any, info: LabelInfo | None = None) -> LabelInfo:
     return info
 
 
+class _AttributeKeys(dict):
+    """'name' → '@name', one shared string per attribute name (less memory at 100k images)."""
+
+    def __missing__(self, name: str) -> str:
+        key = self[name] = f"@{name}"
+        return key
+
+
 class _XmltodictTarget:
     """ElementTree parser target that builds xmltodict-shaped values directly (no Element
     tree). Each closed child of the root is moved to `done` and dropped from the tree, so
@@ -243,6 +251,7 @@ class _XmltodictTarget:
         self.stack: list[tuple[dict, list]] = []
         self.done: list[tuple[str, Any]] = []
         self.root_seen = False
+        self.keys = _AttributeKeys()
 
     def start(self, tag: str, attrib: dict) -> None:
         if not self.root_seen:
@@ -252,7 +261,8 @@ class _XmltodictTarget:
                     f"{self.xml_path}: root element is <{tag}>, expected <annotations> "
                     "(CVAT for images 1.1)"
                 )
-        self.stack.append(({f"@{k}": v for k, v in attrib.items()} if attrib else {}, []))
+        keys = self.keys
+        self.stack.append(({keys[k]: v for k, v in attrib.items()} if attrib else {}, []))
 
     def data(self, text: str) -> None:
         self.stack[-1][1].append(text)
