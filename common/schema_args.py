@@ -50,7 +50,6 @@ _KEY_RE = re.compile(r"^\w[\w.+-]*$")
 # A NUL byte cannot be part of an argv string (execve), so it is a safe stand-in for a value that
 # is exactly "--", which argparse (<= 3.13) otherwise silently drops from explicit arguments.
 _DASHDASH = "\0--"
-_SCALAR_KINDS = ("integer", "number", "numeric", "string", "boolean", "json")
 
 
 class SchemaArgsError(ValueError):
@@ -65,8 +64,9 @@ class _Spec(NamedTuple):
     """
 
     key: str
-    kind: str  # one of _SCALAR_KINDS, or "array"
-    item: str = "string"  # kind of array items (a scalar kind)
+    # boolean, integer, number, numeric (int unless the text has a fraction), string, json, array
+    kind: str
+    item: str = "string"  # kind of array items (any kind but array)
     enum: tuple[Any, ...] | None = None
     default: Any = None
     help: str | None = None
@@ -162,9 +162,7 @@ def _kind_of_value(value: Any) -> str:
         return "string"
     if isinstance(value, list):
         return "array"
-    if value is None:
-        return "json"  # unknown: parse JSON if it is JSON, else keep the text
-    return "json"
+    return "json"  # objects, and null (unknown: parsed as JSON if it is JSON, else kept as text)
 
 
 def _item_kind_of_values(values: Sequence[Any]) -> str:
@@ -213,10 +211,15 @@ def _spec_from_property(key: str, prop: Mapping[str, Any], value: Any) -> _Spec:
     return _Spec(key, kind, item, enum_t or None, default, help_text)
 
 
+# Defaults of keys typed from their value: what the platform's line omits stands for false, "" or
+# [] (it skips those), and for null otherwise.
+_INFERRED_DEFAULTS = {"boolean": False, "string": "", "array": []}
+
+
 def _spec_from_value(key: str, value: Any) -> _Spec:
     kind = _kind_of_value(value)
     item = _item_kind_of_values(value) if kind == "array" else "string"
-    return _Spec(key, kind, item, None, False if kind == "boolean" else None, None)
+    return _Spec(key, kind, item, None, copy.deepcopy(_INFERRED_DEFAULTS.get(kind)), None)
 
 
 def _check_key(key: Any) -> str:
@@ -434,7 +437,8 @@ def build_parser(
 
     Defaults come from the schema (booleans default to false: the platform omits false flags).
     Keys only in ``config`` (presets/custom merged by ``finalize_config``, or everything when the
-    platform shipped no schema) get flags typed by their JSON values and default ``None``.
+    platform shipped no schema) get flags typed by their JSON values; their defaults are what
+    an omitted flag stands for in the platform's line: false, ``""``, ``[]``, else ``None``.
     """
     specs = _specs(schema, config)
     parser = SchemaArgumentParser(

@@ -114,3 +114,40 @@ def test_presets_break_the_schema(monkeypatch, tmp_path):
 )
 def test_platform_argv_matches_the_stock_config_to_args(line_config, expected):
     assert configs.platform_argv(line_config) == expected
+
+
+# --- with the real common/schema_args.py ---------------------------------------------------
+
+
+def with_properties(tmp_path, props, presets=None):
+    files = valid_files()
+    schema = json.loads(files[f"{ARCH}/config/config.jsonschema"])
+    schema["properties"].update(props)
+    files[f"{ARCH}/config/config.jsonschema"] = json.dumps(schema).encode()
+    if presets is not None:
+        files[f"{ARCH}/config/presets.json"] = json.dumps(presets).encode()
+    return validate_path(write_zip(tmp_path / "t.zip", files))
+
+
+@pytest.mark.parametrize(
+    ("props", "presets"),
+    [
+        ({"sizes": {"type": "array", "items": {"type": "integer"}, "default": [1, 2]}}, None),
+        ({"names": {"type": "array", "items": {"type": "string"}, "default": []}}, None),
+        ({"neg": {"type": "number", "default": -0.5}}, None),
+        ({"maybe": {"type": ["integer", "null"], "default": None}}, None),
+        ({}, {"output-dir": "/workspace/output", "flag": True, "tags": ["a", "b"]}),
+    ],
+)
+def test_real_schema_args_round_trips(tmp_path, props, presets):
+    assert configs.load_schema_args() is not None
+    report = with_properties(tmp_path, props, presets)
+    assert report.findings == [], report.lines()
+
+
+def test_real_schema_args_object_property_breaks_the_platform_line(tmp_path):
+    report = with_properties(tmp_path, {"opts": {"type": "object", "default": {"a": 1}}})
+    assert any(
+        f.path == SCHEMA and f.message.startswith("platform config_to_args.py line:")
+        for f in report.errors
+    ), report.lines()

@@ -227,6 +227,15 @@ def test_inference_without_schema_keeps_json_types() -> None:
     assert sa.build_parser(None, config).parse_args(["--epochs=0.5"]).epochs == 0.5
 
 
+def test_inferred_defaults_match_what_the_platform_line_omits() -> None:
+    config = {"flag": False, "name": "", "tags": [], "lr": None, "n": 3}
+    parser = sa.build_parser(None, config)
+    ns = parser.parse_args(shlex.split(platform_line(config)))
+    assert sa.namespace_to_config(ns, parser=parser) == config
+    ns.tags.append("x")  # defaults are not shared between parses
+    assert parser.parse_args([]).tags == []
+
+
 def test_schema_less_keys_in_config_get_inferred_flags() -> None:
     config = {"epochs": 2, "images-dir": "/datasets/images", "model_filepath": "/o/m.pt"}
     out = roundtrip(config, SCHEMA)
