@@ -495,6 +495,12 @@ def config_to_argv(config: Mapping[str, Any], schema: Mapping[str, Any] | None =
         for arg in _argv_for(specs[key], value):
             if "\0" in arg:
                 raise SchemaArgsError(f"config key {key!r}: a NUL character cannot be passed")
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError:  # JSON allows lone surrogates ("\ud800"); argv cannot
+                raise SchemaArgsError(
+                    f"config key {key!r}: value {value!r} is not valid Unicode"
+                ) from None
             argv.append(arg)
     return argv
 

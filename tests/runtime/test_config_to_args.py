@@ -105,6 +105,7 @@ def test_empty_config_prints_an_empty_line(tmp_path: Path) -> None:
         ('{"epochs": 3,\n "lr": }', "train_config.json: invalid JSON at line 2 column 8"),
         ("[1, 2]", "expected a JSON object, got list"),
         ('{"bad key": 1}', "config key 'bad key' cannot become a command-line flag"),
+        ('{"a": "\\ud800"}', "config key 'a': value '\\ud800' is not valid Unicode"),
     ],
 )
 def test_bad_config_is_one_clear_line_and_exit_1(

@@ -303,3 +303,27 @@ def test_dynamo_exporter_on_request(workdir: Path) -> None:
     (got,) = session.run(None, {"image": np.zeros((2, 3, 16, 16), np.float32)})
     assert got.shape == (2, 4)
     assert not [p for p in (workdir / "out").iterdir() if p.name.startswith(".")]
+
+
+def test_two_inputs_with_types_and_enum_format(workdir: Path) -> None:
+    class Embed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = torch.nn.Embedding(10, 3)
+
+        def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            return x * 2 + self.table(index).sum(dim=1)
+
+    config = {
+        "input_names": ["x"],  # the second input gets the platform's name "Input 2"
+        "input_shapes": [[2, 3], [2, 4]],
+        "input_types": ["float32", "int64"],
+        "dynamic_axes": {"x": [0], "Input 2": [0]},
+    }
+    (workdir / "export_config.json").write_text(json.dumps(config))
+    written = export_model(Embed(), workdir / "m.pt", export.ModelFormat.PYTORCH, save_pt)
+    session = onnxruntime.InferenceSession(str(written), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.type) for i in session.get_inputs()] == [
+        ("x", "tensor(float)"),
+        ("Input 2", "tensor(int64)"),
+    ]

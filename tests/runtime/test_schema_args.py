@@ -150,6 +150,12 @@ def test_nul_in_a_value_cannot_be_passed() -> None:
         sa.config_to_argv({"run-name": "a\0b"}, SCHEMA)
 
 
+def test_lone_surrogate_cannot_be_passed() -> None:
+    config = json.loads('{"run-name": "a\\ud800b"}')
+    with pytest.raises(sa.SchemaArgsError, match=r"'run-name': value .* is not valid Unicode"):
+        sa.config_to_argv(config, SCHEMA)
+
+
 @pytest.mark.parametrize("key", ["", "-x", "a b", "a=b", 3])
 def test_keys_that_cannot_be_flags_are_rejected(key: Any) -> None:
     with pytest.raises(sa.SchemaArgsError, match="cannot become a command-line flag"):
