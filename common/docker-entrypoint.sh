@@ -14,6 +14,11 @@
 # failing step's stderr) go to $OUTPUT_DIR/failure, and the exit status is not 0. A failure
 # file left by an earlier run is removed at start. Re-running the container (`docker start`)
 # repeats every step; mount-s3.sh and setup.py are idempotent.
+#
+# USER_ID / GROUP_ID (optional; `trainkit run --engine` passes the caller's): when the
+# entrypoint runs as root, it mounts as root, then hands $OUTPUT_DIR, $DATASETS_ROOT and the
+# WORKDIR to that user and runs setup.py and train.py as that user (setpriv), so the files in
+# the output volume belong to the host user who started the run. Unset or 0: everything as root.
 set -Eeuo pipefail
 
 readonly _EP_DATETIME_FORMAT="%Y-%m-%dT%H:%M:%S"
@@ -21,6 +26,7 @@ readonly _EP_PYTHON="${PYTHON:-python}"
 _ep_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 _ep_stage="start"
 _ep_tmp=""
+_ep_as_user=()
 
 log() { printf '%s\n' "$*"; }
 
@@ -69,6 +75,9 @@ write_failure() {
   } >"$tmp" 2>/dev/null || true
   if ! mv -f "$tmp" "$dir/failure" 2>/dev/null; then
     rm -f "$tmp"
+  fi
+  if ((${#_ep_as_user[@]})); then
+    chown "$USER_ID:$GROUP_ID" "$dir/failure" 2>/dev/null || true
   fi
 }
 
@@ -191,6 +200,53 @@ mount_dataset() {
   log "Dataset: $dataset_dir"
 }
 
+# prepare_user_switch: with USER_ID set (not 0) and running as root, make the run's writable
+# places the user's, point HOME and the S3 credentials file somewhere the user can read, and
+# fill _ep_as_user with the setpriv prefix for setup.py and train.py. Before the mount, so
+# mount-s3.sh writes the credentials where the user will look for them.
+prepare_user_switch() {
+  local home
+  _ep_stage="user"
+  [[ -n "${USER_ID:-}" && "${USER_ID}" != 0 && "$(id -u)" == 0 ]] || return 0
+  GROUP_ID="${GROUP_ID:-$USER_ID}"
+  if [[ ! "$USER_ID" =~ ^[0-9]+$ || ! "$GROUP_ID" =~ ^[0-9]+$ ]]; then
+    fail "USER_ID and GROUP_ID must be numeric ids, got USER_ID='$USER_ID' GROUP_ID='$GROUP_ID'"
+  fi
+  if ! command -v setpriv >/dev/null 2>&1; then
+    log "docker-entrypoint: warning: setpriv (util-linux) not found; running as root" >&2
+    return 0
+  fi
+  home="${TMPDIR:-/tmp}/home-$USER_ID"
+  mkdir -p "$home"
+  chown "$USER_ID:$GROUP_ID" "$home"
+  export AWS_SHARED_CREDENTIALS_FILE="${AWS_SHARED_CREDENTIALS_FILE:-$home/.aws/credentials}"
+  # s3fs (run as root) would show the bucket's objects as root's: show them as the user's.
+  export S3FS_OPTIONS="${S3FS_OPTIONS:+$S3FS_OPTIONS,}uid=$USER_ID,gid=$GROUP_ID"
+  _ep_as_user=(setpriv "--reuid=$USER_ID" "--regid=$GROUP_ID" --clear-groups --
+    env "HOME=$home" USER=trainkit LOGNAME=trainkit)
+}
+
+# own_writable_places: after the mount, what setup.py and train.py write belongs to the user:
+# $OUTPUT_DIR and $DATASETS_ROOT (recursively, only what is not the user's yet: cheap when
+# restarted), the WORKDIR itself and its files (finalize_config rewrites train_config.json),
+# and the S3 credentials file mount-s3.sh wrote.
+own_writable_places() {
+  local owner dir output
+  ((${#_ep_as_user[@]})) || return 0
+  owner="$USER_ID:$GROUP_ID"
+  _ep_stage="user"
+  output="$(output_dir)"
+  for dir in "$output" "${DATASETS_ROOT:-/datasets}"; do
+    mkdir -p "$dir"
+    find "$dir" \( ! -user "$USER_ID" -o ! -group "$GROUP_ID" \) -exec chown -h "$owner" {} +
+  done
+  find "$PWD" -maxdepth 1 ! -path "$output" -exec chown -h "$owner" {} +
+  if [[ -f "$AWS_SHARED_CREDENTIALS_FILE" ]]; then
+    chown "$owner" "$AWS_SHARED_CREDENTIALS_FILE" "$(dirname "$AWS_SHARED_CREDENTIALS_FILE")"
+  fi
+  log "Running setup.py and train.py as uid $USER_ID, gid $GROUP_ID"
+}
+
 show_environment() {
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     nvidia-smi -L
@@ -211,16 +267,18 @@ main() {
   load_env_file .env
   check_dataset_id
 
+  prepare_user_switch
   log "Mount started: $(timestamp)"
   mount_dataset
   log "Mount ended: $(timestamp)"
+  own_writable_places
   show_environment
 
   log "Setup started: $(timestamp)"
-  run_step setup "$_EP_PYTHON" setup.py
+  run_step setup "${_ep_as_user[@]}" "$_EP_PYTHON" setup.py
   log "Setup ended: $(timestamp)"
 
-  run_step args "$_EP_PYTHON" config_to_args.py --null >"$_ep_tmp/args"
+  run_step args "${_ep_as_user[@]}" "$_EP_PYTHON" config_to_args.py --null >"$_ep_tmp/args"
   local args=()
   mapfile -d '' -t args <"$_ep_tmp/args"
 
@@ -228,7 +286,7 @@ main() {
   log "Training started: $(timestamp) (train.py with ${#args[@]} arguments)"
   cleanup
   trap - ERR EXIT
-  exec "$_EP_PYTHON" train.py "${args[@]}"
+  exec "${_ep_as_user[@]}" "$_EP_PYTHON" train.py "${args[@]}"
 }
 
 main "$@"

@@ -3,11 +3,19 @@ the machine lacks them; under CI=true an s3fs or container test that cannot run 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.services import IN_CI, MotoServer, fuse_missing, moto_server
+
+
+@functools.cache
+def _engine_unavailable() -> str | None:
+    from trainkit.engine import engine_unavailable
+
+    return engine_unavailable()
 
 
 def _skip_or_fail(reason: str) -> None:
@@ -20,6 +28,8 @@ def _skip_or_fail(reason: str) -> None:
 def _machine_requirements(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("s3fs") and (reason := fuse_missing()):
         _skip_or_fail(reason)
+    if request.node.get_closest_marker("container") and (reason := _engine_unavailable()):
+        _skip_or_fail(f"no container engine: {reason}")
 
 
 @pytest.fixture
