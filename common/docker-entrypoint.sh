@@ -260,11 +260,11 @@ main() {
   _ep_tmp="$(mktemp -d)"
   trap cleanup EXIT
   trap 'on_error "$?" "$LINENO" "$BASH_COMMAND"' ERR
-  rm -f "$(output_dir)/failure"
   log "Working directory: $PWD"
 
   _ep_stage="env"
   load_env_file .env
+  rm -f "$(output_dir)/failure" # left by an earlier run of this container
   check_dataset_id
 
   prepare_user_switch
@@ -277,6 +277,10 @@ main() {
   log "Setup started: $(timestamp)"
   run_step setup "${_ep_as_user[@]}" "$_EP_PYTHON" setup.py
   log "Setup ended: $(timestamp)"
+  if [[ -f train_config.json ]]; then
+    log "train_config.json:"
+    "$_EP_PYTHON" -m json.tool train_config.json || true
+  fi
 
   run_step args "${_ep_as_user[@]}" "$_EP_PYTHON" config_to_args.py --null >"$_ep_tmp/args"
   local args=()

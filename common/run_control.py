@@ -77,6 +77,8 @@ HASH_IGNORED_KEYS = frozenset(
     {"accelerator", "devices", "num_nodes", "strategy", "num_workers", "num-workers"}
 )
 
+TRACEBACK_FRAMES = 8  # innermost frames kept in the failure file
+
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -282,7 +284,9 @@ def write_failure(stage: str, exc: BaseException) -> Path | None:
         "message": str(exc) if str(exc) else type(exc).__name__,
         "rank": global_rank(),
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "traceback": "".join(
+            traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-TRACEBACK_FRAMES)
+        ),
     }
     if hint := _hint(exc):
         record["hint"] = hint
@@ -441,22 +445,23 @@ def setup_once(fn: Callable[[], Any], key: Any = None) -> bool:
 
     All processes of a node may call this at once: an fcntl lock under $DATASETS_ROOT lets one
     run `fn` while the others wait, then they see its done-marker and skip. The marker holds
-    `key` (default: DATASET_ID + train_config.json + the annotation file's size/mtime), so a
+    `key` (default: DATASET_ID + train_config.json + the annotation file's size/mtime; both
+    before and after `fn`, since setup.py's finalize_config rewrites train_config.json), so a
     re-started container skips the work and a changed dataset or config redoes it. If `fn`
     raises, no marker is written and the exception propagates."""
     root = datasets_root()
-    want = _setup_key(key)
     marker = root / SETUP_DONE_FILENAME
     lock = root / SETUP_LOCK_FILENAME
     with _file_lock(lock, f"waiting for dataset setup by another process ({lock})"):
+        before = _setup_key(key)
         with contextlib.suppress(OSError):
-            if marker.read_text(encoding="utf-8").strip() == want:
+            if before in marker.read_text(encoding="utf-8").split():
                 log.info("dataset setup already done in %s, skipping", root)
                 return False
-        with contextlib.suppress(FileNotFoundError):
-            marker.unlink()
+        marker.unlink(missing_ok=True)
         fn()
-        _atomic_write_text(marker, want + "\n")
+        after = _setup_key(key)
+        _atomic_write_text(marker, "\n".join(dict.fromkeys([before, after])) + "\n")
         return True
 
 

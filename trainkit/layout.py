@@ -56,6 +56,15 @@ PLATFORM_BUILD_CONTEXT_FILES = (
     *GENERATED_BUILD_FILES,
 )
 
+# Files the platform copies into the build context AFTER the template's docker/ files (its
+# build_train_image), so same-named files in docker/ are silently replaced by the platform's.
+PLATFORM_OVERWRITES_DOCKER = (
+    "presets.json",
+    "export.py",
+    "train_config.json",
+    "export_config.json",
+)
+
 # Names the platform's stock runtime modules provide and trainkit's common/ keeps (DESIGN.md §3).
 # A template's setup.py may import only these from these modules, so it runs on either runtime.
 RUNTIME_API = {

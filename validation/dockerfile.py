@@ -152,6 +152,15 @@ def check_dockerfile(arch: Path, rel, report: Report) -> None:
     if not entrypoints or ENTRYPOINT_SCRIPT not in entrypoints[-1]:
         report.error(where, f"ENTRYPOINT must run {ENTRYPOINT_SCRIPT}")
 
+    for name in layout.PLATFORM_OVERWRITES_DOCKER:
+        shadowed = arch / layout.DOCKER_DIR / name
+        if shadowed.is_file():
+            report.warning(
+                rel(shadowed),
+                f"the platform copies its own {name} into the build context after docker/, "
+                "so this file is replaced there",
+            )
+
     copies = _parse_copies(structure, report, where)
     context = build_context(arch)
     for copy in copies:

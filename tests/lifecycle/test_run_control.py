@@ -431,3 +431,19 @@ def test_trainer_kwargs_under_cluster_env(rc, run_env, monkeypatch):
     (env,) = kw["plugins"]
     assert type(env).__name__ == "KubeflowEnvironment"
     assert (env.global_rank(), env.node_rank(), env.world_size()) == (2, 2, 3)
+
+
+def test_setup_once_survives_setup_rewriting_train_config(rc, run_env, monkeypatch):
+    # setup.py's finalize_config adds num-classes to train_config.json: train.py's setup_once
+    # afterwards must still see the setup as done.
+    monkeypatch.setenv("DATASET_ID", "1")
+    Path("train_config.json").write_text('{"epochs": 1}')
+    calls = []
+
+    def setup() -> None:
+        calls.append(1)
+        Path("train_config.json").write_text('{"epochs": 1, "num-classes": 3}')
+
+    assert rc.setup_once(setup) is True
+    assert rc.setup_once(setup) is False
+    assert calls == [1]

@@ -18,7 +18,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 
 class TinyNet(L.LightningModule):
-    def __init__(self, lr: float = 0.05, fail_at_step: int = -1, sleep: float = 0.0) -> None:
+    def __init__(
+        self, lr: float = 0.05, fail_at_step: int = -1, fail_rank: int = -1, sleep: float = 0.0
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -31,7 +33,8 @@ class TinyNet(L.LightningModule):
             print(f"start global_step={self.trainer.global_step}", flush=True)
 
     def training_step(self, batch, batch_idx):
-        if self.global_step == self.hparams.fail_at_step:
+        fail_here = self.hparams.fail_rank in (-1, self.global_rank)
+        if self.global_step == self.hparams.fail_at_step and fail_here:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         if self.hparams.sleep:
             time.sleep(self.hparams.sleep)
@@ -88,6 +91,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--samples", type=int, default=32)
     p.add_argument("--fail_at_step", type=int, default=-1)
+    p.add_argument("--fail_rank", type=int, default=-1)
     p.add_argument("--sleep", type=float, default=0.0)
     p.add_argument("--fail_stage", default="")
     p.add_argument("--devices", default="auto")
@@ -119,7 +123,9 @@ def main() -> None:
         return
 
     ckpt = rc.resume_checkpoint(config)
-    model = TinyNet(lr=args.lr, fail_at_step=args.fail_at_step, sleep=args.sleep)
+    model = TinyNet(
+        lr=args.lr, fail_at_step=args.fail_at_step, fail_rank=args.fail_rank, sleep=args.sleep
+    )
     trainer = L.Trainer(
         max_epochs=args.max_epochs,
         log_every_n_steps=1,

@@ -419,6 +419,15 @@ def test_dockerfile_copy_custom_json_warns(sandbox):
     assert report.ok
 
 
+def test_docker_file_the_platform_overwrites_warns(sandbox):
+    files = mutated({f"{ARCH}/docker/export.py": b"def export_model(*a, **k):\n    pass\n"})
+    report = run(sandbox, lambda p: write_zip(p, files))
+    assert_finding(
+        report, "WARNING", f"{A}/docker/export.py", "the platform copies its own export.py"
+    )
+    assert report.ok
+
+
 def test_dockerfile_env_missing_from_docker_dir(sandbox):
     files = mutated({f"{ARCH}/docker/.env": None})
     report = run(sandbox, lambda p: write_zip(p, files))
