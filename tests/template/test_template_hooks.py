@@ -1,0 +1,206 @@
+"""Unit tests of the cookiecutter hooks' functions (template/hooks/*.py, loaded unrendered)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from trainkit import layout, names, paths
+
+
+def load_hook(name: str):
+    path = paths.TEMPLATE_DIR / "hooks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"hook_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+pre = load_hook("pre_gen_project")
+post = load_hook("post_gen_project")
+
+
+# --- pre_gen_project -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["Acme", "TinyNet", "a", "Yolo-v8", "resnet_18", "X1"])
+def test_valid_names_pass(value):
+    pre.check_name("architecture", value)
+
+
+@pytest.mark.parametrize(
+    "value", ["", "my net", "a/b", "../x", "1net", "-net", "_net", "net.v2", "näme", "a\n"]
+)
+def test_invalid_names_fail_with_the_trainkit_message(value):
+    with pytest.raises(pre.AnswerError) as info:
+        pre.check_name("provider", value)
+    assert str(info.value) == names.name_error("provider", value)
+
+
+def test_name_pattern_is_trainkits():
+    assert pre.NAME_PATTERN == names.NAME_PATTERN
+    assert pre.NAME_FIELDS == names.NAME_KINDS
+
+
+@pytest.mark.parametrize(
+    ("task", "label_format"),
+    [
+        ("classification", "COCO"),
+        ("detection", "YOLO"),
+        ("detection", "COCO"),
+        ("segmentation", "COCO"),
+    ],
+)
+def test_possible_task_format_combinations_pass(task, label_format):
+    pre.check_task_and_format(task, label_format)
+
+
+@pytest.mark.parametrize(
+    ("task", "label_format", "needle"),
+    [
+        ("classification", "YOLO", "does not work with task 'classification'"),
+        ("segmentation", "YOLO", "does not work with task 'segmentation'"),
+        ("detection", "VOC", "must be one of COCO, YOLO"),
+        ("detection", "yolo", "must be one of COCO, YOLO"),
+        ("regression", "COCO", "must be one of classification"),
+    ],
+)
+def test_impossible_task_format_combinations_fail(task, label_format, needle):
+    with pytest.raises(pre.AnswerError, match=needle):
+        pre.check_task_and_format(task, label_format)
+
+
+def test_trainkit_knows_the_same_combinations():
+    from trainkit.new import TASK_LABEL_FORMATS
+
+    possible = {(t, f) for f, tasks in pre.LABEL_FORMAT_TASKS.items() for t in tasks}
+    assert set(TASK_LABEL_FORMATS) == possible
+
+
+@pytest.mark.parametrize("value", ["Accuracy", "mAP@0.5", "mIoU", "F1 score", "top-1_acc"])
+def test_score_names_that_fit_a_regexp_pass(value):
+    pre.check_score_name(value)
+
+
+@pytest.mark.parametrize("value", ["", "acc(%)", "a*b", "1st", "x" * 41, "acc\\d"])
+def test_score_names_with_regexp_specials_fail(value):
+    with pytest.raises(pre.AnswerError, match="score_name"):
+        pre.check_score_name(value)
+
+
+def test_existing_architecture_is_refused(tmp_path):
+    (tmp_path / "Classification" / "TinyNet").mkdir(parents=True)
+    with pytest.raises(pre.AnswerError, match="already exists"):
+        pre.check_not_existing(tmp_path, "Classification", "TinyNet")
+    pre.check_not_existing(tmp_path, "Classification", "OtherNet")
+
+
+def test_check_answers_reports_the_first_bad_answer(tmp_path):
+    context = {
+        "provider": "Acme",
+        "category": "Detection",
+        "architecture": "my det",
+        "task": "classification",
+        "label_format": "YOLO",
+        "score_name": "Accuracy",
+    }
+    with pytest.raises(pre.AnswerError, match="architecture 'my det'"):
+        pre.check_answers(context, tmp_path)
+    context["architecture"] = "MyDet"
+    with pytest.raises(pre.AnswerError, match="label_format 'YOLO'"):
+        pre.check_answers(context, tmp_path)
+
+
+def test_cookiecutter_defaults_are_accepted_answers():
+    context = json.loads((paths.TEMPLATE_DIR / "cookiecutter.json").read_text())
+    assert context["vendor_runtime"] is False
+    assert context["task"] == ["classification", "detection", "segmentation"]
+    assert context["base_image"][0] == "nvcr.io/nvidia/pytorch:24.01-py3"
+    pre.check_name("provider", context["provider"])
+
+
+# --- post_gen_project ----------------------------------------------------------------------
+
+
+def test_support_file_lists_match_trainkit_layout():
+    assert post.TEMPLATE_SUPPORT_FILES == layout.TEMPLATE_SUPPORT_FILES
+    assert post.RUNTIME_FILES == layout.RUNTIME_FILES
+
+
+def make_docker_dir(root: Path) -> Path:
+    docker = root / "docker"
+    for task in ("classification", "detection", "segmentation"):
+        task_dir = docker / post.TASKS_DIR / task
+        task_dir.mkdir(parents=True)
+        (task_dir / "model.py").write_text(f"# {task}\n")
+        (task_dir / "datamodule.py").write_text(f"# {task}\n")
+    (docker / "train.py").write_text("# shared\n")
+    return docker
+
+
+def test_select_task_files_keeps_only_the_chosen_task(tmp_path):
+    docker = make_docker_dir(tmp_path)
+    moved = post.select_task_files(docker, "detection")
+    assert moved == ["datamodule.py", "model.py"]
+    assert sorted(p.name for p in docker.iterdir()) == ["datamodule.py", "model.py", "train.py"]
+    assert (docker / "model.py").read_text() == "# detection\n"
+
+
+def test_select_task_files_refuses_an_unknown_task(tmp_path):
+    docker = make_docker_dir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="regression"):
+        post.select_task_files(docker, "regression")
+
+
+def test_copy_files_copies_and_keeps_template_versions(tmp_path):
+    source, docker = tmp_path / "common", tmp_path / "docker"
+    source.mkdir()
+    docker.mkdir()
+    (source / "a.py").write_text("common a\n")
+    (source / "b.py").write_text("common b\n")
+    (docker / "b.py").write_text("template b\n")
+    assert post.copy_files(("a.py", "b.py"), source, docker) == ["a.py"]
+    assert (docker / "a.py").read_text() == "common a\n"
+    assert (docker / "b.py").read_text() == "template b\n"
+
+
+def test_copy_files_names_missing_sources(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"missing x\.py, y\.py"):
+        post.copy_files(("x.py", "y.py"), tmp_path, tmp_path)
+
+
+def test_find_common_dir_absolute_and_relative(tmp_path):
+    (tmp_path / "repo" / "template").mkdir(parents=True)
+    (tmp_path / "repo" / "common").mkdir()
+    expected = (tmp_path / "repo" / "common").resolve()
+    assert post.find_common_dir(str(tmp_path / "repo" / "template")) == expected
+    assert post.find_common_dir("template", start_dir=str(tmp_path / "repo")) == expected
+    with pytest.raises(FileNotFoundError, match="runtime directory not found"):
+        post.find_common_dir("template", start_dir=str(tmp_path))
+
+
+def test_find_common_dir_of_this_repository():
+    assert post.find_common_dir(str(paths.TEMPLATE_DIR)) == paths.COMMON_DIR.resolve()
+
+
+def test_next_steps_name_the_architecture_and_task():
+    text = post.next_steps("templates/Acme/Detection/TinyDet", "detection")
+    assert "trainkit run templates/Acme/Detection/TinyDet" in text
+    assert "--task detection" in text
+
+
+def test_display_path_is_relative_below_the_working_directory(tmp_path):
+    assert post.display_path(tmp_path / "a" / "b", base=str(tmp_path)) == "a/b"
+    assert post.display_path(Path("/elsewhere/x"), base=str(tmp_path)) == "/elsewhere/x"
+
+
+def test_remove_generated_keeps_other_architectures(tmp_path):
+    (tmp_path / "Cat" / "New" / "docker").mkdir(parents=True)
+    (tmp_path / "Cat" / "Old").mkdir()
+    post.remove_generated(tmp_path / "Cat" / "New")
+    assert sorted(p.name for p in (tmp_path / "Cat").iterdir()) == ["Old"]
+    post.remove_generated(tmp_path / "Cat" / "Old")
+    assert not (tmp_path / "Cat").exists()

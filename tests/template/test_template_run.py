@@ -1,0 +1,230 @@
+"""`trainkit run` on each committed example with a small synthetic dataset, on CPU:
+the score line the platform would read, the ONNX file against PyTorch, and train.py fed the
+platform's stock config_to_args.py line. One run per task, shared by its assertions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trainkit import paths, score
+from trainkit.synthetic import write_cvat_dataset
+
+pytestmark = pytest.mark.slow
+
+# task -> (example, images, classes, form values for a quick CPU run)
+RUNS = {
+    "classification": (
+        "Acme/Classification/TinyNet",
+        96,
+        2,
+        {"epochs": 4, "workers": 0, "batch-size": 16},
+    ),
+    "detection": ("Acme/Detection/TinyDet", 40, 2, {"epochs": 1, "max-steps": 3, "workers": 0}),
+    "segmentation": (
+        "Acme/Segmentation/TinySeg",
+        32,
+        2,
+        {"epochs": 1, "max-steps": 3, "workers": 0},
+    ),
+}
+
+# Runs in the workspace: the exported ONNX model against the PyTorch network it came from
+# (model.pt: export_config.json's save_native writes the state dict next to the ONNX file).
+COMPARE_ONNX = """
+import json, sys
+import numpy as np, onnxruntime, torch
+from model import Net
+config = json.load(open("train_config.json"))
+net = Net(config["num-classes"])
+net.load_state_dict(torch.load(sys.argv[1], map_location="cpu"))
+net.eval()
+session = onnxruntime.InferenceSession(sys.argv[2], providers=["CPUExecutionProvider"])
+name = session.get_inputs()[0].name
+worst = 0.0
+for shape in ((2, 3, 64, 64), (1, 3, 96, 96)):
+    image = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = net(image).numpy()
+    (got,) = session.run(None, {name: image.numpy()})
+    assert got.shape == expected.shape, (got.shape, expected.shape)
+    worst = max(worst, float(np.abs(got - expected).max()))
+print(json.dumps({"max_abs_diff": worst}))
+"""
+
+
+def stock_config_to_args(config: dict) -> str:
+    """The platform's stock config_to_args.py output for a config (DESIGN.md §3)."""
+    args = []
+    for option, value in config.items():
+        if value is None or value == "" or option in {"train-split", "test-split"}:
+            continue
+        if isinstance(value, bool):
+            if value:
+                args.append(f"--{option}")
+        elif isinstance(value, list):
+            if value:
+                args.append(f"--{option} {' '.join(map(str, value))}")
+        else:
+            args.append(f"--{option} {value}")
+    return " ".join(args)
+
+
+def trainkit_run(arch: Path, minio: Path, run_dir: Path, config_file: Path):
+    command = [sys.executable, "-m", "trainkit", "run", str(arch), "--minio", str(minio)]
+    command += ["--dataset-id", "1", "--output", str(run_dir), "--config", str(config_file)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+class Run:
+    def __init__(self, task: str, root: Path):
+        example, images, classes, config = RUNS[task]
+        self.task = task
+        # A copy of the committed example whose export also writes model.pt (the weights).
+        self.arch = root / "templates" / example
+        shutil.copytree(paths.TEMPLATES_DIR / example, self.arch)
+        export_config = self.arch / "config" / "export_config.json"
+        export_config.write_text(
+            json.dumps({**json.loads(export_config.read_text()), "save_native": True})
+        )
+        self.minio = root / "minio"
+        self.run_dir = root / "run"
+        write_cvat_dataset(self.minio, 1, images, task, seed=0, n_classes=classes)
+        config_file = root / "config.json"
+        config_file.write_text(json.dumps(config))
+        self.proc = trainkit_run(self.arch, self.minio, self.run_dir, config_file)
+        self.custom = json.loads((self.arch / "config" / "custom.json").read_text())
+
+    @property
+    def output(self) -> Path:
+        return self.run_dir / "output"
+
+    @property
+    def workspace(self) -> Path:
+        return self.run_dir / "workspace"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "MINIO_ROOT": str(self.minio),
+            "DATASETS_ROOT": str(self.run_dir / "datasets"),
+            "OUTPUT_DIR": str(self.output),
+            "DATASET_ID": "1",
+            **extra,
+        }
+
+
+_RUNS: dict[str, Run] = {}
+
+
+def get_run(task: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """One training per task for the whole module."""
+    if task not in _RUNS:
+        _RUNS[task] = Run(task, tmp_path_factory.mktemp(task))
+    run = _RUNS[task]
+    assert run.proc.returncode == 0, run.proc.stdout[-3000:] + run.proc.stderr[-3000:]
+    return run
+
+
+@pytest.fixture(scope="module", params=sorted(RUNS))
+def trained(request, tmp_path_factory) -> Run:
+    return get_run(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def classification(tmp_path_factory) -> Run:
+    return get_run("classification", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def segmentation(tmp_path_factory) -> Run:
+    return get_run("segmentation", tmp_path_factory)
+
+
+def test_score_line_is_what_the_platform_reads(trained):
+    value = score.platform_score(trained.proc.stdout, trained.custom["score_regexp"])
+    assert value is not None, trained.proc.stdout[-2000:]
+    assert 0.0 <= value <= 1.0
+    assert (trained.output / "score.txt").read_text().strip() == str(value)
+    last = trained.proc.stdout.split("trainkit run: exit 0")[0].rstrip().splitlines()[-1]
+    assert last.startswith(f"{trained.custom['score_name']}: ")
+
+
+def test_summary_says_where_model_logs_and_score_are(trained):
+    summary = trained.proc.stdout.split("trainkit run: exit 0", 1)[1]
+    assert str(trained.output / "model.onnx") in summary
+    assert str(trained.run_dir / "run.log") in summary
+    assert str(trained.output / "score.txt") in summary
+    assert (trained.run_dir / "run.log").read_text().count(trained.custom["score_name"] + ":")
+
+
+def test_outputs_land_in_the_output_dir(trained):
+    assert (trained.output / "model.onnx").is_file()
+    assert (trained.output / "checkpoints" / "last.ckpt").is_file()
+    assert list((trained.output / "logs").rglob("metrics.csv"))
+    assert not (trained.output / "failure").exists()
+    for split in ("train", "val"):
+        assert any((trained.run_dir / "datasets" / "images" / split).iterdir())
+        assert any((trained.run_dir / "datasets" / "labels" / split).iterdir())
+
+
+def test_onnx_matches_pytorch(trained):
+    weights, onnx_file = trained.output / "model.pt", trained.output / "model.onnx"
+    proc = subprocess.run(
+        [sys.executable, "-c", COMPARE_ONNX, str(weights), str(onnx_file)],
+        cwd=trained.workspace,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["max_abs_diff"] < 1e-4
+
+
+def test_classification_beats_chance_clearly(classification):
+    value = score.platform_score(classification.proc.stdout, classification.custom["score_regexp"])
+    assert value > 0.8  # 2 classes: chance is 0.5
+
+
+def test_train_py_takes_the_platform_stock_argv_line(classification, tmp_path):
+    """The platform's entrypoint evals `python train.py $(python config_to_args.py)` with its
+    own config_to_args.py: unquoted `--key value`, bare `--flag` for true."""
+    trained = classification
+    workspace = shutil.copytree(trained.workspace, tmp_path / "workspace")
+    config = json.loads((workspace / "train_config.json").read_text())
+    assert config["augment"] is True and "num-classes" in config  # presets + setup's custom
+    config.update({"epochs": 1, "max-steps": 2})
+    (workspace / "train_config.json").write_text(json.dumps(config))
+    line = stock_config_to_args(config)
+    assert "--augment" in line.split() and "--num-classes 2" in line
+    output = tmp_path / "output"
+    proc = subprocess.run(
+        ["bash", "-c", 'eval "exec \\"$PY\\" train.py $LINE"'],
+        cwd=workspace,
+        env=trained.env(PY=sys.executable, LINE=line, OUTPUT_DIR=str(output)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert score.platform_score(proc.stdout, trained.custom["score_regexp"]) is not None
+    assert (output / "model.onnx").is_file()
+
+
+def test_a_second_run_reuses_the_run_directory(segmentation, tmp_path):
+    """Re-running with the same --output re-uses the dataset set-up and the checkpoints."""
+    trained = segmentation
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(RUNS["segmentation"][3]))
+    proc = trainkit_run(trained.arch, trained.minio, trained.run_dir, config_file)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert score.platform_score(proc.stdout, trained.custom["score_regexp"]) is not None
+    assert (trained.output / "model.onnx").is_file()
+    log = (trained.run_dir / "run.log").read_text()
+    assert log.count(f"{trained.custom['score_name']}: ") == 2  # run.log accumulates runs

@@ -1,0 +1,255 @@
+"""`trainkit run`: train an architecture on a mocked MinIO folder, no Docker needed.
+
+The run directory (`--output`, default `out/<provider>/<category>/<architecture>`) holds
+
+    workspace/   the image's build context = WORKDIR (rebuilt on every run)
+    datasets/    DATASETS_ROOT: the train/val split setup.py writes (kept, re-used)
+    output/      OUTPUT_DIR: model.onnx (or model.pt), checkpoints/, logs/, score.txt, failure
+    run.log      everything the run printed
+
+and the run executes `bash docker-entrypoint.sh` in workspace/ with MINIO_ROOT, DATASETS_ROOT,
+OUTPUT_DIR and DATASET_ID set, i.e. the same steps as the container. Running it again re-uses
+the dataset set-up and resumes from output/checkpoints when the config is unchanged.
+`--engine` picks who runs the entrypoint: `none` (here, as a subprocess) or a container engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainkit import layout, score, workspace
+from trainkit.errors import TrainkitError, UsageError
+
+DEFAULT_RUN_ROOT = Path("out")
+LOG_FILENAME = "run.log"
+SCORE_FILENAME = "score.txt"
+
+
+@dataclass
+class RunPlan:
+    """Everything an engine needs to run one training of an architecture."""
+
+    arch_dir: Path
+    run_dir: Path
+    minio_root: Path
+    dataset_id: str
+    config: dict[str, Any]
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def workspace(self) -> Path:
+        return self.run_dir / "workspace"
+
+    @property
+    def datasets_root(self) -> Path:
+        return self.run_dir / "datasets"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.run_dir / "output"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / LOG_FILENAME
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "run",
+        help="train an architecture locally on a mocked MinIO folder",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("arch_dir", type=Path, help="templates/<provider>/<category>/<arch>")
+    parser.add_argument(
+        "--minio",
+        type=Path,
+        required=True,
+        help="mocked bucket: holds datasets/<id>/ (see `trainkit dataset`)",
+    )
+    parser.add_argument("--dataset-id", required=True, help="dataset folder under datasets/")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="run directory (default: out/<provider>/<category>/<architecture>)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="JSON object of form values; merged over the schema's defaults",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one form value (VALUE parsed as JSON when it can be, e.g. max-steps=5); repeatable",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=sorted(ENGINES),
+        default="none",
+        help="who runs the entrypoint: none = a local subprocess (default)",
+    )
+    parser.set_defaults(func=run)
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TrainkitError(f"--config {path}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise TrainkitError(f"--config {path}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise TrainkitError(f"--config {path}: must hold a JSON object of form values")
+    return data
+
+
+def plan_run(args: argparse.Namespace) -> RunPlan:
+    arch_dir = Path(args.arch_dir)
+    provider, category, architecture = workspace.architecture_parts(arch_dir)
+    minio_root = Path(args.minio).resolve()
+    dataset_dir = minio_root / "datasets" / str(args.dataset_id)
+    if not dataset_dir.is_dir():
+        raise TrainkitError(
+            f"{dataset_dir}: no such dataset (make one with `trainkit dataset --out "
+            f"{args.minio} --id {args.dataset_id}`)"
+        )
+    overrides: dict[str, Any] = {}
+    source = "schema defaults"
+    if args.config:
+        overrides.update(read_config_file(args.config))
+        source = f"--config {args.config}"
+    if args.set:
+        overrides.update(parse_assignments(args.set))
+        source = f"{source} + --set"
+    config = workspace.train_config(arch_dir, overrides, source)
+    run_dir = args.output or DEFAULT_RUN_ROOT / provider / category / architecture
+    return RunPlan(
+        arch_dir=arch_dir.resolve(),
+        run_dir=Path(run_dir).resolve(),
+        minio_root=minio_root,
+        dataset_id=str(args.dataset_id),
+        config=config,
+    )
+
+
+def prepare(plan: RunPlan) -> None:
+    """Build the workspace and the run's directories and environment."""
+    workspace.assemble_build_context(plan.arch_dir, plan.workspace, plan.config)
+    workspace.set_env_file_value(plan.workspace / ".env", "DATASET_ID", plan.dataset_id)
+    plan.datasets_root.mkdir(parents=True, exist_ok=True)
+    plan.output_dir.mkdir(parents=True, exist_ok=True)
+    plan.env = {
+        **os.environ,
+        "MINIO_ROOT": str(plan.minio_root),
+        "DATASETS_ROOT": str(plan.datasets_root),
+        "OUTPUT_DIR": str(plan.output_dir),
+        "DATASET_ID": plan.dataset_id,
+        "PYTHON": sys.executable,  # the entrypoint's interpreter: this environment's
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def stream(command: list[str], cwd: Path, env: dict[str, str], log_file: Path) -> tuple[int, str]:
+    """Run command, echoing its output and appending it to log_file; (exit code, last lines)."""
+    last = collections.deque(maxlen=score.TAIL_LINES)
+    with log_file.open("a", encoding="utf-8") as log:
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+        )
+        try:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                log.write(line)
+                last.append(line.rstrip("\n"))
+        except KeyboardInterrupt:
+            proc.wait()
+            raise
+        return proc.wait(), "\n".join(last)
+
+
+def run_local(plan: RunPlan) -> tuple[int, str]:
+    """Engine `none`: the entrypoint as a subprocess with the workspace as WORKDIR."""
+    return stream(["bash", "docker-entrypoint.sh"], plan.workspace, plan.env, plan.log_file)
+
+
+# Engine name -> function(plan) -> (exit code, the output's last lines). Container engines
+# register here (trainkit/engine.py).
+ENGINES: dict[str, Callable[[RunPlan], tuple[int, str]]] = {"none": run_local}
+
+
+def read_custom(plan: RunPlan) -> dict[str, Any]:
+    path = plan.arch_dir / layout.CONFIG_DIR / "custom.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def model_files(plan: RunPlan, custom: dict[str, Any]) -> list[Path]:
+    name = Path(custom.get("model_filepath") or "model.pt").name
+    candidates = [plan.output_dir / Path(name).with_suffix(".onnx").name, plan.output_dir / name]
+    return [path for path in dict.fromkeys(candidates) if path.is_file()]
+
+
+def summarize(plan: RunPlan, exit_code: int, last_lines: str) -> None:
+    """Print where the model, logs and score are; write output/score.txt like the platform."""
+    custom = read_custom(plan)
+    regexp = custom.get("score_regexp")
+    value = score.platform_score(last_lines, regexp) if regexp else None
+    score_file = plan.output_dir / SCORE_FILENAME
+    if value is not None:
+        score_file.write_text(f"{value}\n", encoding="utf-8")
+    lines = [f"trainkit run: exit {exit_code}"]
+    models = model_files(plan, custom)
+    lines.append(f"  model:  {', '.join(map(str, models)) if models else '(none written)'}")
+    lines.append(f"  logs:   {plan.log_file} and {plan.output_dir / 'logs'}")
+    if value is not None:
+        lines.append(f"  score:  {custom.get('score_name', 'score')} = {value} ({score_file})")
+    else:
+        lines.append(f"  score:  not found in the last {score.TAIL_LINES} lines ({regexp!r})")
+    failure = plan.output_dir / "failure"
+    if exit_code != 0 and failure.is_file():
+        lines.append(f"  failure: {failure}")
+    print("\n".join(lines), flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = plan_run(args)
+    prepare(plan)
+    print(f"trainkit run: {plan.arch_dir} in {plan.run_dir} (engine {args.engine})", flush=True)
+    exit_code, last_lines = ENGINES[args.engine](plan)
+    summarize(plan, exit_code, last_lines)
+    return exit_code
