@@ -13,7 +13,8 @@
 # On any failure before train.py starts, the stage and the reason (with the last lines of the
 # failing step's stderr) go to $OUTPUT_DIR/failure, and the exit status is not 0. A failure
 # file left by an earlier run is removed at start. Re-running the container (`docker start`)
-# repeats every step; mount-s3.sh and setup.py are idempotent.
+# repeats every step; mount-s3.sh and setup.py are idempotent. OID_ACCESS_TOKEN is removed from
+# the environment after the mount: setup.py and train.py use the temporary S3 keys instead.
 #
 # USER_ID / GROUP_ID (optional; `trainkit run --engine` passes the caller's): when the
 # entrypoint runs as root, it mounts as root, then hands $OUTPUT_DIR, $DATASETS_ROOT and the
@@ -272,6 +273,9 @@ main() {
   mount_dataset
   log "Mount ended: $(timestamp)"
   own_writable_places
+  # The OIDC token was only needed for the STS exchange; setup.py/train.py (and whatever they
+  # log or report, e.g. an experiment tracker dumping the environment) never see it.
+  unset OID_ACCESS_TOKEN
   show_environment
 
   log "Setup started: $(timestamp)"

@@ -133,20 +133,23 @@ def test_sigterm_saves_checkpoint_and_restart_resumes(run_env, tmp_path):
 @pytest.mark.slow
 def test_finished_run_is_not_retrained_and_reexports(run_env):
     out = run_env["OUTPUT_DIR"]
-    first = run_tiny(run_env, "--max_epochs", "1")
+    first = run_tiny(run_env, "--max_epochs", "3", "--constant_val")
     assert first.returncode == 0, first.stderr
     (score,) = score_lines(first.stdout)
+    # last.ckpt is the end of training even though the score stopped improving after epoch 0
+    assert saved_step(out / "checkpoints" / "last.ckpt") == 3 * 8
+    assert saved_step(out / "checkpoints" / "best.ckpt") == 8
     rows = len(metric_rows(out, "train_loss"))
     mtime = (out / "checkpoints" / "last.ckpt").stat().st_mtime_ns
 
-    again = run_tiny(run_env, "--max_epochs", "1")
+    again = run_tiny(run_env, "--max_epochs", "3", "--constant_val")
     assert again.returncode == 0, again.stderr
     assert start_step(again.stdout) is None  # no training
     assert "run already finished" in again.stdout
     assert score_lines(again.stdout) == [score]  # the platform reads the score from the log
 
     (out / "model.onnx").unlink()
-    third = run_tiny(run_env, "--max_epochs", "1")
+    third = run_tiny(run_env, "--max_epochs", "3", "--constant_val")
     assert third.returncode == 0, third.stderr
     assert start_step(third.stdout) is None
     assert "re-exported" in third.stdout
@@ -154,9 +157,9 @@ def test_finished_run_is_not_retrained_and_reexports(run_env):
     assert len(metric_rows(out, "train_loss")) == rows
     assert (out / "checkpoints" / "last.ckpt").stat().st_mtime_ns == mtime
 
-    changed = run_tiny(run_env, "--max_epochs", "1", "--lr", "0.2")
+    changed = run_tiny(run_env, "--max_epochs", "1", "--constant_val", "--lr", "0.2")
     assert changed.returncode == 0, changed.stderr
-    assert "config changed (lr), starting fresh" in changed.stderr
+    assert "config changed (lr, max_epochs), starting fresh" in changed.stderr
     assert start_step(changed.stdout) == 0
     assert list((out / "previous-runs").glob("*/checkpoints/last.ckpt"))
 

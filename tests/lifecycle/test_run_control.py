@@ -381,9 +381,16 @@ def test_trainer_kwargs_defaults(rc, run_env):
     assert kw["enable_progress_bar"] is False  # stderr is not a terminal under pytest
     csv = next(lg for lg in kw["logger"] if isinstance(lg, CSVLogger))
     assert Path(csv.log_dir) == run_env["OUTPUT_DIR"] / "logs"
-    ckpt = next(cb for cb in kw["callbacks"] if isinstance(cb, ModelCheckpoint))
-    assert Path(ckpt.dirpath) == run_env["OUTPUT_DIR"] / "checkpoints"
-    assert (ckpt.monitor, ckpt.mode, ckpt.save_last) == ("val_acc", "max", True)
+    best, last = (cb for cb in kw["callbacks"] if isinstance(cb, ModelCheckpoint))
+    assert Path(best.dirpath) == Path(last.dirpath) == run_env["OUTPUT_DIR"] / "checkpoints"
+    assert (best.monitor, best.mode, best.filename, best.save_top_k) == (
+        "val_acc",
+        "max",
+        "best",
+        1,
+    )
+    # last.ckpt has its own callback: save_last of a monitored one goes stale (Lightning 2.6)
+    assert (last.monitor, last.filename, last.save_top_k) == (None, "last", 1)
     assert any(type(cb).__name__ == "SigtermCheckpoint" for cb in kw["callbacks"])
     assert "plugins" not in kw
 

@@ -19,7 +19,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 class TinyNet(L.LightningModule):
     def __init__(
-        self, lr: float = 0.05, fail_at_step: int = -1, fail_rank: int = -1, sleep: float = 0.0
+        self,
+        lr: float = 0.05,
+        fail_at_step: int = -1,
+        fail_rank: int = -1,
+        sleep: float = 0.0,
+        constant_val: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -46,6 +51,8 @@ class TinyNet(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         x, y = batch
         acc = (self(x).argmax(1) == y).float().mean()
+        if self.hparams.constant_val:  # the score never improves after epoch 0
+            acc = torch.tensor(0.5)
         self.log("val_acc", acc, sync_dist=True)
 
     def test_step(self, batch, batch_idx):
@@ -94,6 +101,7 @@ def main() -> None:
     p.add_argument("--fail_rank", type=int, default=-1)
     p.add_argument("--sleep", type=float, default=0.0)
     p.add_argument("--fail_stage", default="")
+    p.add_argument("--constant_val", action="store_true")
     p.add_argument("--devices", default="auto")
     p.add_argument("--accelerator", default="cpu")
     p.add_argument("--num_nodes", type=int, default=1)
@@ -124,7 +132,11 @@ def main() -> None:
 
     ckpt = rc.resume_checkpoint(config)
     model = TinyNet(
-        lr=args.lr, fail_at_step=args.fail_at_step, fail_rank=args.fail_rank, sleep=args.sleep
+        lr=args.lr,
+        fail_at_step=args.fail_at_step,
+        fail_rank=args.fail_rank,
+        sleep=args.sleep,
+        constant_val=args.constant_val,
     )
     trainer = L.Trainer(
         max_epochs=args.max_epochs,

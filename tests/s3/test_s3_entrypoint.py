@@ -96,10 +96,11 @@ def test_env_file_values_are_data_not_code(tmp_path: Path):
         "BASH_ENV=/tmp/evil\n"
         "PATH=/nowhere"
     )
-    env = {**base_env(tmp_path), "DATASET_ID": "3"}
+    env = {**base_env(tmp_path), "DATASET_ID": "3", "OID_ACCESS_TOKEN": "oidc-token-xyz"}
     result, _ = run_entrypoint(workspace, env)
     assert result.returncode == 0, result.stderr
     seen = json.loads((tmp_path / "output" / "setup-env.json").read_text())
+    assert "OID_ACCESS_TOKEN" not in seen  # only the mount needs it
     for key, value in hostile.items():
         assert seen[key] == value
     assert seen["DATASET_ID"] == "7"  # .env wins: the platform rewrites DATASET_ID there

@@ -36,6 +36,7 @@ stopped cleanly after saving ``last.ckpt``; start the container again to resume)
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as _dt
 import errno
@@ -74,7 +75,7 @@ SETUP_DONE_FILENAME = ".trainkit-setup-done"
 # Keys that choose *how* to run, not *what* to train: changing them resumes instead of
 # restarting (Lightning checkpoints hold the full state, so the number of devices may change).
 HASH_IGNORED_KEYS = frozenset(
-    {"accelerator", "devices", "num_nodes", "strategy", "num_workers", "num-workers"}
+    {"accelerator", "devices", "num_nodes", "strategy", "num_workers", "workers"}
 )
 
 TRACEBACK_FRAMES = 8  # innermost frames kept in the failure file
@@ -669,8 +670,8 @@ def trainer_kwargs(
       Lightning joins its process group: DDP with gloo on CPU, nccl on GPU.
     - progress bar only when stderr is a terminal (platform logs stay readable);
     - CSVLogger in $OUTPUT_DIR/logs (+ TensorBoard in logs/tensorboard when installed);
-    - ModelCheckpoint in $OUTPUT_DIR/checkpoints: last.ckpt every epoch, best.ckpt by
-      `monitor` (mode max|min) when given;
+    - ModelCheckpoints in $OUTPUT_DIR/checkpoints: best.ckpt by `monitor` (mode max|min) when
+      given (first, so ckpt_path="best" finds it), and last.ckpt at every epoch end;
     - on SIGTERM Lightning stops at the next batch; our callback saves last.ckpt first.
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -721,6 +722,7 @@ def trainer_kwargs(
         on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and _cuda_available())
         strategy = DDPStrategy(process_group_backend="nccl" if on_gpu else "gloo")
 
+    _destroy_process_group_at_exit()
     out = output_dir()
     loggers: list[Any] = [_csv_logger(out)]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
@@ -730,14 +732,31 @@ def trainer_kwargs(
             TensorBoardLogger(save_dir=str(out), name=LOGS_DIRNAME, version="tensorboard")
         )
 
-    checkpoint = ModelCheckpoint(
-        dirpath=str(checkpoint_dir()),
-        filename=BEST_CHECKPOINT_NAME,
-        monitor=monitor,
-        mode=mode,
-        save_top_k=1 if monitor else 0,
-        save_last=True,
-        enable_version_counter=False,
+    # Two callbacks: Lightning 2.6 writes `save_last` only in a step where a top-k checkpoint
+    # was saved, so last.ckpt would go stale once the score stops improving. The best one comes
+    # first: trainer.test/validate(ckpt_path="best") use the first ModelCheckpoint.
+    checkpoints: list[Any] = []
+    if monitor:
+        checkpoints.append(
+            ModelCheckpoint(
+                dirpath=str(checkpoint_dir()),
+                filename=BEST_CHECKPOINT_NAME,
+                monitor=monitor,
+                mode=mode,
+                save_top_k=1,
+                save_last=False,
+                enable_version_counter=False,
+            )
+        )
+    checkpoints.append(
+        ModelCheckpoint(
+            dirpath=str(checkpoint_dir()),
+            filename=Path(LAST_CHECKPOINT_FILENAME).stem,
+            monitor=None,
+            save_top_k=1,
+            every_n_epochs=1,
+            enable_version_counter=False,
+        )
     )
     kwargs: dict[str, Any] = {
         "accelerator": accelerator,
@@ -748,11 +767,34 @@ def trainer_kwargs(
         "default_root_dir": str(out),
         "enable_progress_bar": sys.stderr.isatty(),
         "logger": loggers,
-        "callbacks": [checkpoint, _sigterm_callback(), *(callbacks or [])],
+        "callbacks": [*checkpoints, _sigterm_callback(), *(callbacks or [])],
     }
     if plugins:
         kwargs["plugins"] = plugins
     return kwargs
+
+
+_exit_hook_registered = False
+
+
+def _destroy_process_group_at_exit() -> None:
+    """Lightning leaves the DDP process group alive after fit/test; tearing it down explicitly
+    at exit (rather than in the interpreter's finalisation, with gloo threads still running)
+    lets ranks that finish early exit cleanly."""
+    global _exit_hook_registered
+    if _exit_hook_registered:
+        return
+    _exit_hook_registered = True
+
+    def destroy() -> None:
+        dist = sys.modules.get("torch.distributed")
+        if dist is None:
+            return
+        with contextlib.suppress(Exception):
+            if dist.is_available() and dist.is_initialized():
+                dist.destroy_process_group()
+
+    atexit.register(destroy)
 
 
 def _csv_logger(out: Path) -> Any:
