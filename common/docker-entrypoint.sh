@@ -28,6 +28,7 @@ _ep_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 _ep_stage="start"
 _ep_tmp=""
 _ep_as_user=()
+_ep_train=()
 
 log() { printf '%s\n' "$*"; }
 
@@ -257,6 +258,25 @@ show_environment() {
   fi
 }
 
+# train_command: how train.py starts, in _ep_train. NPROC_PER_NODE (or PET_NPROC_PER_NODE, set
+# by a Kubeflow PyTorchJob with nprocPerNode; torchrun reads the other PET_* variables, e.g. the
+# number of nodes and the rendezvous, itself) other than 1 starts that many processes per node
+# with torchrun (--standalone when no multi-node setting is present); otherwise one process,
+# which still joins a cluster launcher's process group (MASTER_ADDR, WORLD_SIZE, RANK) through
+# run_control.trainer_kwargs.
+train_command() {
+  local nproc="${NPROC_PER_NODE:-${PET_NPROC_PER_NODE:-1}}"
+  if [[ ! "$nproc" =~ ^([1-9][0-9]*|auto|cpu|gpu)$ ]]; then
+    fail "NPROC_PER_NODE must be a positive integer, auto, cpu or gpu, got an invalid value"
+  fi
+  _ep_train=("$_EP_PYTHON")
+  [[ "$nproc" == 1 ]] && return 0
+  _ep_train+=(-m torch.distributed.run --nproc_per_node "$nproc")
+  if [[ -z "${PET_NNODES:-}${PET_RDZV_ENDPOINT:-}${PET_MASTER_ADDR:-}" ]]; then
+    _ep_train+=(--standalone)
+  fi
+}
+
 main() {
   _ep_tmp="$(mktemp -d)"
   trap cleanup EXIT
@@ -267,6 +287,7 @@ main() {
   load_env_file .env
   rm -f "$(output_dir)/failure" # left by an earlier run of this container
   check_dataset_id
+  train_command
 
   prepare_user_switch
   log "Mount started: $(timestamp)"
@@ -291,10 +312,10 @@ main() {
   mapfile -d '' -t args <"$_ep_tmp/args"
 
   _ep_stage="train"
-  log "Training started: $(timestamp) (train.py with ${#args[@]} arguments)"
+  log "Training started: $(timestamp) (${_ep_train[*]} train.py with ${#args[@]} arguments)"
   cleanup
   trap - ERR EXIT
-  exec "${_ep_as_user[@]}" "$_EP_PYTHON" train.py "${args[@]}"
+  exec "${_ep_as_user[@]}" "${_ep_train[@]}" train.py "${args[@]}"
 }
 
 main "$@"

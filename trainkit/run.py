@@ -163,6 +163,10 @@ def prepare(plan: RunPlan) -> None:
     workspace.set_env_file_value(plan.workspace / ".env", "DATASET_ID", plan.dataset_id)
     plan.datasets_root.mkdir(parents=True, exist_ok=True)
     plan.output_dir.mkdir(parents=True, exist_ok=True)
+    # The workspace is rebuilt like a new image, so its train_config.json is not finalized yet:
+    # setup.py must run again (it re-uses what is in datasets/; checkpoints still resume).
+    marker = workspace.common_module("run_control").SETUP_DONE_FILENAME
+    (plan.datasets_root / marker).unlink(missing_ok=True)
     plan.env = {
         **os.environ,
         "MINIO_ROOT": str(plan.minio_root),

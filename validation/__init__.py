@@ -7,17 +7,19 @@ architecture directory (holding config/ and docker/), and returns a Report of fi
 
 from __future__ import annotations
 
+import json
 import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 from trainkit import layout
+from validation import schemas
 from validation.configs import check_configs
 from validation.dockerfile import check_dockerfile
 from validation.pysources import check_python
 from validation.report import ARCHIVE, ERROR, WARNING, Finding, Report
-from validation.structure import check_structure
+from validation.structure import check_platform_lookups, check_structure
 from validation.zipsafety import DEFAULT_LIMITS, Limits, check_entries, extract
 
 __all__ = [
@@ -62,6 +64,7 @@ def validate_directory(path: Path, report: Report) -> None:
             return p.relative_to(base).as_posix()
 
         _check_architecture_dir(path, rel, report)
+        check_platform_lookups(path, rel, report)
         check_architecture(path, rel, report)
         return
     tree = check_structure(path.parent, report, only=path.name)
@@ -71,10 +74,6 @@ def validate_directory(path: Path, report: Report) -> None:
 
 def _check_architecture_dir(arch: Path, rel: Callable[[Path], str], report: Report) -> None:
     """For an architecture directory on its own: required files, JSON parsing, symlinks."""
-    import json
-
-    from validation import schemas
-
     for entry, kind in schemas.required_entries(schemas.template_schema()):
         path = arch / entry
         if kind == "file" and not path.is_file():

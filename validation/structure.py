@@ -132,7 +132,7 @@ def check_structure(extract_root: Path, report: Report, only: str | None = None)
     _check_required(tree, root, "common.json", report)
     if tree.arch_dir is not None:
         _check_required(tree, tree.arch_dir, "template.json", report)
-        check_platform_lookups(tree, files, report)
+        check_platform_lookups(tree.arch_dir, tree.rel, report)
 
     for f in files:
         if f.suffix in (".json", ".jsonschema"):
@@ -144,25 +144,27 @@ def check_structure(extract_root: Path, report: Report, only: str | None = None)
     return tree
 
 
-def check_platform_lookups(tree: Tree, files: list[Path], report: Report) -> None:
+def check_platform_lookups(arch: Path, rel, report: Report) -> None:
     """The platform finds an installed architecture's files by name below its directory:
     the config by stem 'config', the Dockerfile by name (exactly one)."""
-    arch = tree.arch_dir
-    assert arch is not None
-    inside = [f for f in files if arch in f.parents and not _hidden(f.relative_to(arch))]
+    inside = sorted(
+        f
+        for f in arch.rglob("*")
+        if f.is_file() and not f.is_symlink() and not _hidden(f.relative_to(arch))
+    )
     dockerfiles = [f for f in inside if f.name == "Dockerfile"]
     if len(dockerfiles) > 1:
         report.error(
-            tree.rel(arch),
+            rel(arch),
             "more than one file named Dockerfile ("
-            + ", ".join(tree.rel(f) for f in dockerfiles)
+            + ", ".join(rel(f) for f in dockerfiles)
             + "); the platform answers 'Dockerfile for ... not found.' unless there is one",
         )
     expected = arch / layout.CONFIG_DIR / "config.jsonschema"
     for f in inside:
         if f.stem == "config" and f != expected:
             report.warning(
-                tree.rel(f),
+                rel(f),
                 "the platform locates the architecture's form schema as the first file with "
                 "stem 'config'; this file may be picked instead of config/config.jsonschema",
             )

@@ -108,3 +108,10 @@ def test_directory_symlink_is_an_error(tmp_path, capsys):
     (root / ARCH / "docker" / "link.py").symlink_to(root / ARCH / "docker" / "train.py")
     assert main(["validate", str(root)]) == 1
     assert f"ERROR publish/{ARCH}/docker/link.py: symlink" in capsys.readouterr().out
+
+
+def test_architecture_directory_gets_the_platform_lookup_checks(tmp_path, capsys):
+    source = write_source_tree(tmp_path)
+    (source.arch / "docker" / "config.py").write_text("X = 1\n")
+    assert main(["validate", str(source.arch)]) == 0
+    assert f"WARNING {ARCH}/docker/config.py: the platform locates" in capsys.readouterr().out

@@ -25,6 +25,7 @@ from cvat_dataset import (
     create_train_labels,
     get_cvat_dataset,
 )
+from run_control import run_stage, setup_once
 
 LABELS_FILENAME = "labels.json"
 
@@ -50,6 +51,7 @@ from cvat_dataset import (
     create_train_labels,
     get_cvat_dataset,
 )
+from run_control import run_stage, setup_once
 
 CLASSES_FILENAME = "classes.names"
 
@@ -77,4 +79,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with run_stage("setup"):
+        setup_once(main)  # once per node; a restarted container with the same data skips it

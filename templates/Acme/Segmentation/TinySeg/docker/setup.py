@@ -19,6 +19,7 @@ from cvat_dataset import (
     create_train_labels,
     get_cvat_dataset,
 )
+from run_control import run_stage, setup_once
 
 LABELS_FILENAME = "labels.json"
 
@@ -43,4 +44,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with run_stage("setup"):
+        setup_once(main)  # once per node; a restarted container with the same data skips it
