@@ -195,6 +195,13 @@ def test_sigterm_then_resume_through_the_entrypoint(tmp_path):
     assert score_lines(third.stdout) == score_lines(again.stdout)
     assert train_steps(out) == steps
 
+    # `trainkit export RUN/output` re-exports from best.ckpt with the run's workspace code
+    from trainkit.export import export_checkpoint
+
+    (out / "model.onnx").unlink()
+    assert export_checkpoint(out) == out / "model.onnx"
+    assert (out / "model.onnx").stat().st_size > 1000
+
 
 def _failure(plan) -> dict:
     return json.loads((plan.output_dir / "failure").read_text())
