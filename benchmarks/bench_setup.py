@@ -70,45 +70,41 @@ def _workspace(root: Path) -> Path:
     return work
 
 
-def run_size(n: int, tmp: Path, task: str, labels: str, runs: int) -> dict:
-    root = Path(tempfile.mkdtemp(prefix=f"bench-setup-{n}-", dir=tmp))
-    try:
-        t0 = time.perf_counter()
-        write_cvat_dataset(root / "minio", 1, n, task, seed=0, placeholder=True)
-        generated = time.perf_counter() - t0
-        work = _workspace(root)
-        env = {
-            **os.environ,
-            "MINIO_ROOT": str(root / "minio"),
-            "DATASETS_ROOT": str(root / "datasets"),
-            "DATASET_ID": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        for var in ("S3_HOST", "S3_BUCKET_NAME"):
-            env.pop(var, None)
-        coco_type = {"classification": "classification", "detection": "detection"}.get(
-            task, "segmentation"
+def run_size(root: Path, n: int, task: str, labels: str, runs: int) -> dict:
+    t0 = time.perf_counter()
+    write_cvat_dataset(root / "minio", 1, n, task, seed=0, placeholder=True)
+    generated = time.perf_counter() - t0
+    work = _workspace(root)
+    env = {
+        **os.environ,
+        "MINIO_ROOT": str(root / "minio"),
+        "DATASETS_ROOT": str(root / "datasets"),
+        "DATASET_ID": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    for var in ("S3_HOST", "S3_BUCKET_NAME"):
+        env.pop(var, None)
+    coco_type = {"classification": "classification", "detection": "detection"}.get(
+        task, "segmentation"
+    )
+    results = []
+    for _ in range(runs):
+        shutil.rmtree(root / "datasets", ignore_errors=True)  # a fresh container each run
+        proc = subprocess.run(
+            [sys.executable, "bench_setup_child.py", labels, coco_type],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
-        results = []
-        for _ in range(runs):
-            shutil.rmtree(root / "datasets", ignore_errors=True)  # a fresh container each run
-            proc = subprocess.run(
-                [sys.executable, "bench_setup_child.py", labels, coco_type],
-                cwd=work,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if proc.returncode != 0:
-                raise SystemExit(f"setup failed for {n} images:\n{proc.stderr}")
-            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        best = min(results, key=lambda r: r["seconds"])
-        if best["images"] != n:
-            raise SystemExit(f"expected {n} images, setup used {best['images']}")
-        return {**best, "generated_s": generated}
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"setup failed for {n} images:\n{proc.stderr}")
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    best = min(results, key=lambda r: r["seconds"])
+    if best["images"] != n:
+        raise SystemExit(f"expected {n} images, setup used {best['images']}")
+    return {**best, "generated_s": generated}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,7 +121,12 @@ def main(argv: list[str] | None = None) -> int:
           f"tmp={args.tmp} load={os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
     times: dict[int, float] = {}
     for n in args.sizes:
-        r = run_size(n, args.tmp, args.task, args.labels, args.runs)
+        root = Path(tempfile.mkdtemp(prefix=f"bench-setup-{n}-", dir=args.tmp))
+        try:
+            r = run_size(root, n, args.task, args.labels, args.runs)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
         times[n] = r["seconds"]
         print(
             f"{n:>7} images: {r['seconds']:7.2f} s wall, {r['cpu']:6.2f} s CPU, "
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(dataset generated in {r['generated_s']:.1f} s)",
             flush=True,
         )
+        shutil.rmtree(root, ignore_errors=True)  # after printing: slow for 200k entries
     if 10000 in times and len(times) > 1:
         largest = max(times)
         if largest != 10000:

@@ -17,13 +17,15 @@ What a setup.py calls (names, signatures and return shapes as on the platform):
 image has one such child and a list when it has several. `get_image_annotations(image, kind)`
 always returns a list.
 
-How it works: one streaming pass over `annotations.xml` (defusedxml iterparse: DTDs, entity
+How it works: one streaming pass over `annotations.xml` with defusedxml's parser (DTDs, entity
 declarations and external references are refused, so entity-expansion and XXE files fail with
-a clear DatasetError), elements cleared as they are consumed; images are matched to files by
-basename through a dict (O(files + annotations)). Label order is the order of `<labels>` (task
-or project export; several tasks → union in order). The split is seeded and reproducible:
-`train-split`/`test-split` from train_config.json (default 0.8/0.2 when both are absent),
-stratified by class for classification data when every class has at least two images.
+a clear DatasetError); a parser target builds the xmltodict-shaped dicts directly and hands
+out each top-level element as soon as it closes, so memory does not grow with the file; images
+are matched to files by basename through a dict (O(files + annotations)). Label order is the
+order of `<labels>` (task or project export; several tasks → union in order). The split is
+seeded and reproducible: `train-split`/`test-split` from train_config.json (default 0.8/0.2
+when both are absent), stratified by class for classification data when every class has at
+least two images.
 
 Problems that do not stop training are counted and reported in one summary line: labels not
 in `<labels>` (those shapes are dropped), annotated images without a file, files without
@@ -233,6 +235,14 @@ def _labels_from_meta(meta: Any, info: LabelInfo | None = None) -> LabelInfo:
     return info
 
 
+class _AttributeKeys(dict):
+    """'name' → '@name', one shared string per attribute name (less memory at 100k images)."""
+
+    def __missing__(self, name: str) -> str:
+        key = self[name] = f"@{name}"
+        return key
+
+
 class _XmltodictTarget:
     """ElementTree parser target that builds xmltodict-shaped values directly (no Element
     tree). Each closed child of the root is moved to `done` and dropped from the tree, so
@@ -243,6 +253,7 @@ class _XmltodictTarget:
         self.stack: list[tuple[dict, list]] = []
         self.done: list[tuple[str, Any]] = []
         self.root_seen = False
+        self.keys = _AttributeKeys()
 
     def start(self, tag: str, attrib: dict) -> None:
         if not self.root_seen:
@@ -252,7 +263,8 @@ class _XmltodictTarget:
                     f"{self.xml_path}: root element is <{tag}>, expected <annotations> "
                     "(CVAT for images 1.1)"
                 )
-        self.stack.append(({f"@{k}": v for k, v in attrib.items()} if attrib else {}, []))
+        keys = self.keys
+        self.stack.append(({keys[k]: v for k, v in attrib.items()} if attrib else {}, []))
 
     def data(self, text: str) -> None:
         self.stack[-1][1].append(text)
@@ -667,6 +679,11 @@ def _ensure_log_output() -> None:
 def load_cvat_dataset() -> tuple[list[str], dict[Path, dict], MatchReport]:
     """List the dataset's files and match them to annotations.xml in one pass."""
     xml_path = _get_annotations_filepath()
+    if not xml_path.is_file():  # fail before listing a large bucket
+        raise DatasetError(
+            f"annotations file '{xml_path}' not found: export the CVAT task or project as "
+            f"'CVAT for images 1.1' and put it at <dataset>/{ANNOTATIONS_SUBFILEPATH}"
+        )
     started = time.monotonic()
     filepaths = load_dataset_filepaths()
     label_names, files_with_annotations, report = match_files_to_annotations(filepaths, xml_path)

@@ -59,6 +59,13 @@ def check_score_name(value: str) -> None:
         raise AnswerError(f"score_name {value!r} must match {SCORE_NAME_PATTERN}")
 
 
+def check_author(field: str, value: str) -> None:
+    """Author fields go into a Dockerfile LABEL "..." string."""
+    bad = sorted({c for c in value if c in '"\\$`' or not c.isprintable()})
+    if bad:
+        raise AnswerError(f"{field} {value!r} must not contain {''.join(bad)!r}")
+
+
 def check_not_existing(provider_dir: Path, category: str, architecture: str) -> None:
     target = provider_dir / category / architecture
     if target.exists():
@@ -71,6 +78,8 @@ def check_answers(context: dict, provider_dir: Path) -> None:
         check_name(field, str(context[field]))
     check_task_and_format(str(context["task"]), str(context["label_format"]))
     check_score_name(str(context["score_name"]))
+    for field in ("author_name", "author_email"):
+        check_author(field, str(context.get(field, "")))
     check_not_existing(provider_dir, str(context["category"]), str(context["architecture"]))
 
 

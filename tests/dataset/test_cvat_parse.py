@@ -233,3 +233,17 @@ def test_progress_is_logged_not_drawn_without_a_tty(tmp_path, monkeypatch, caplo
         parse(path)
     assert "parsing big.xml" in caplog.text
     assert "\r" not in caplog.text
+
+
+def test_progress_bar_on_a_tty(tmp_path, monkeypatch):
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stderr = Tty()
+    monkeypatch.setattr("sys.stderr", stderr)
+    monkeypatch.setattr(cvat_dataset, "PROGRESS_MIN_BYTES", 1)
+    parse(_big_xml(tmp_path / "big.xml", 2_000))
+    assert "parsing big.xml" in stderr.getvalue()  # drawn by tqdm

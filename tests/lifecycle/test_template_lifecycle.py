@@ -8,10 +8,8 @@ import argparse
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -78,13 +76,6 @@ def saved_step(ckpt: Path) -> int:
     import torch
 
     return int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
-
-
-def _step_or_zero(ckpt: Path) -> int:
-    try:
-        return saved_step(ckpt)
-    except Exception:  # being written right now
-        return 0
 
 
 def train_steps(out: Path) -> list[int]:
@@ -156,27 +147,53 @@ def test_entrypoint_refuses_a_bad_nproc_per_node(tmp_path, value):
     assert "Setup started" not in output  # refused before mounting or setting anything up
 
 
+# Imported by every Python process of the first run (via PYTHONPATH): adds a callback that sends
+# SIGTERM to its own process at an exact global step, so the stop point does not depend on how
+# fast this machine trains (polling for a checkpoint and then signalling raced under load).
+SIGTERM_AT_STEP_SITECUSTOMIZE = """
+import os
+import signal
+
+_STEP = int(os.environ["TEST_SIGTERM_AT_STEP"])
+try:
+    import lightning.pytorch as _pl
+except ImportError:  # not a training process
+    _pl = None
+
+if _pl is not None:
+
+    class _SigtermAtStep(_pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == _STEP and trainer.is_global_zero:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    _init = _pl.Trainer.__init__
+
+    def _patched_init(self, *args, callbacks=None, **kwargs):
+        _init(self, *args, callbacks=[*(callbacks or []), _SigtermAtStep()], **kwargs)
+
+    _pl.Trainer.__init__ = _patched_init
+"""
+
+
 def test_sigterm_then_resume_through_the_entrypoint(tmp_path):
     plan, env = make_run(tmp_path, "epochs=12")
     out = plan.output_dir
     last = out / "checkpoints" / "last.ckpt"
-    log = (tmp_path / "first.log").open("w")
-    proc = subprocess.Popen(
-        ["bash", "docker-entrypoint.sh"], cwd=plan.workspace, env=env, stdout=log, stderr=log
-    )
-    deadline = time.monotonic() + TIMEOUT
-    while not (last.exists() and _step_or_zero(last) >= 15):  # 3 epochs of 5 steps
-        assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)  # the entrypoint exec'd python: this is train.py
-    assert proc.wait(TIMEOUT) == 143, (tmp_path / "first.log").read_text()[-3000:]
-    first_log = (tmp_path / "first.log").read_text()
+    hook_dir = tmp_path / "sigterm-hook"
+    hook_dir.mkdir()
+    (hook_dir / "sitecustomize.py").write_text(SIGTERM_AT_STEP_SITECUSTOMIZE)
+    python_path = os.pathsep.join(p for p in (str(hook_dir), env.get("PYTHONPATH")) if p)
+    first = entrypoint(
+        plan, {**env, "PYTHONPATH": python_path, "TEST_SIGTERM_AT_STEP": "15"}
+    )  # 3 epochs of 5 steps, then SIGTERM arrives inside training
+    first_log = first.stdout + first.stderr
+    assert first.returncode == 143, first_log[-3000:]
     assert "stopped: train: SIGTERM received; checkpoint saved at step" in first_log
     assert not score_lines(first_log)
     assert not (out / "failure").exists()
     stopped_at = saved_step(last)
+    assert 15 <= stopped_at < 12 * 5  # stopped where the signal arrived, not at the end
 
     again = entrypoint(plan, env)
     assert again.returncode == 0, again.stderr[-3000:]

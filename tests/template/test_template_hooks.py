@@ -204,3 +204,14 @@ def test_remove_generated_keeps_other_architectures(tmp_path):
     assert sorted(p.name for p in (tmp_path / "Cat").iterdir()) == ["Old"]
     post.remove_generated(tmp_path / "Cat" / "Old")
     assert not (tmp_path / "Cat").exists()
+
+
+@pytest.mark.parametrize("value", ["Jane Doe", "Zoë O'Brien", "jane.doe@example.org", ""])
+def test_author_fields_that_fit_a_dockerfile_label_pass(value):
+    pre.check_author("author_name", value)
+
+
+@pytest.mark.parametrize("value", ['Jane "JD" Doe', "a\\b", "$(id)", "line\nbreak", "`x`"])
+def test_author_fields_that_break_a_dockerfile_label_fail(value):
+    with pytest.raises(pre.AnswerError, match="author_name"):
+        pre.check_author("author_name", value)
