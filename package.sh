@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # Package one architecture for upload to the platform:
-#   ./package.sh provider category architecture [--out FILE] [--templates DIR] [--common DIR]
-# writes train-container-publish.zip (in the current directory unless --out), validated.
-# A thin wrapper over `trainkit package` (trainkit/package.py); works from any directory.
+#   ./package.sh provider category architecture [--out FILE] [--templates DIR]
+# writes train-container-publish.zip (in the current directory unless --out), validated, from
+# ./templates/provider/category/architecture (or --templates DIR). A thin wrapper over
+# `trainkit package` (trainkit/package.py): it uses the `trainkit` on PATH, else this
+# checkout's .venv ($TRAINKIT_VENV), so it works from any directory.
 set -euo pipefail
 
 usage() {
   cat >&2 <<'USAGE'
-usage: package.sh PROVIDER CATEGORY ARCHITECTURE [--out FILE] [--templates DIR] [--common DIR]
+usage: package.sh PROVIDER CATEGORY ARCHITECTURE [--out FILE] [--templates DIR]
 
-Builds train-container-publish.zip holding the runtime files and
-templates/PROVIDER/CATEGORY/ARCHITECTURE/{config,docker}, validates it, and only then
-replaces FILE (default: ./train-container-publish.zip).
+Builds train-container-publish.zip holding templates/PROVIDER/CATEGORY/ARCHITECTURE/{config,docker}
+(docker/ with trainkit's runtime added) and the files the platform requires at the root,
+validates it, and only then replaces FILE (default: ./train-container-publish.zip).
+--templates DIR: where PROVIDER/... lives (default: ./templates).
 Names: a letter, then letters, digits, '_' or '-' (no spaces).
 USAGE
 }
 
 main() {
-  local repo python rc=0
+  local repo rc=0
   repo="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
   if (($# >= 1)) && [[ "$1" == "-h" || "$1" == "--help" ]]; then
     usage
@@ -34,11 +37,16 @@ main() {
       return 2
     fi
   done
-  python=python3
-  if [[ -x "$repo/.venv/bin/python" ]]; then
-    python="$repo/.venv/bin/python"
+  local command=()
+  if command -v trainkit >/dev/null 2>&1; then
+    command=(trainkit)
+  elif [[ -x "${TRAINKIT_VENV:-$repo/.venv}/bin/trainkit" ]]; then
+    command=("${TRAINKIT_VENV:-$repo/.venv}/bin/trainkit")
+  else
+    echo "package.sh: trainkit is not installed (pip install trainkit, or run scripts/bootstrap)" >&2
+    return 1
   fi
-  PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m trainkit package "$@" || rc=$?
+  "${command[@]}" package "$@" || rc=$?
   if ((rc == 2)); then
     usage
   fi

@@ -4,7 +4,7 @@
     python benchmarks/bench_s3_requests.py --images 2000 --readdir
 
 For each size: a fresh moto server (S3 + STS) gets a bucket with a synthetic CVAT
-classification dataset of empty placeholder images; `common/mount-s3.sh` exchanges a token
+classification dataset of empty placeholder images; the runtime's `mount-s3.sh` exchanges a token
 and mounts it with s3fs; then the classification `setup.py` (tests/support/
 s3_classification_setup.py: get_cvat_dataset → split → symlinks + labels) runs in a workspace
 like the image's. Every request moto logged during setup is counted and classified. Target
@@ -36,10 +36,9 @@ import boto3  # noqa: E402
 
 from tests.support.s3 import mounted_fstype, unmount  # noqa: E402
 from tests.support.services import MotoServer, fuse_missing, moto_server  # noqa: E402
-from trainkit.layout import RUNTIME_FILES  # noqa: E402
+from trainkit import vendor  # noqa: E402
 from trainkit.synthetic import write_cvat_dataset  # noqa: E402
 
-COMMON = REPO / "common"
 SETUP_SCRIPT = REPO / "tests" / "support" / "s3_classification_setup.py"
 BUCKET = "bench-datasets"
 DATASET_ID = "1"
@@ -146,7 +145,7 @@ def environment(work: Path, server: MotoServer) -> dict[str, str]:
 
 def mount(env: dict[str, str]) -> None:
     result = subprocess.run(
-        ["bash", str(COMMON / "mount-s3.sh")],
+        ["bash", str(vendor.RUNTIME_DIR / "mount-s3.sh")],
         env=env,
         capture_output=True,
         text=True,
@@ -160,8 +159,7 @@ def mount(env: dict[str, str]) -> None:
 def make_workspace(work: Path) -> Path:
     workspace = work / "workspace"
     workspace.mkdir()
-    for name in RUNTIME_FILES:
-        shutil.copy(COMMON / name, workspace / name)
+    vendor.install_runtime(workspace)
     shutil.copy(SETUP_SCRIPT, workspace / "setup.py")
     (workspace / "train_config.json").write_text('{"train-split": 0.8, "test-split": 0.2}')
     return workspace

@@ -29,13 +29,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from trainkit import vendor  # noqa: E402
 from trainkit.synthetic import write_cvat_dataset  # noqa: E402
 
-# Runs inside the child process, cwd = a workspace holding common/ files and train_config.json.
+# Runs inside the child process, cwd = a workspace holding the runtime and train_config.json.
 SETUP = """
 import json, resource, sys, time
 t0 = time.perf_counter()
-import cvat_dataset as cd
+from trainkit_runtime import cvat_dataset as cd
 from cvat_dataset import (create_directory_structure, create_test_images, create_test_labels,
     create_train_images, create_train_labels, get_cvat_dataset)
 
@@ -55,15 +56,7 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": usage.ru_utime + u
 def _workspace(root: Path) -> Path:
     work = root / "workspace"
     work.mkdir()
-    for name in ("dataset.py", "cvat_dataset.py", "config.py"):
-        if (REPO / "common" / name).exists():
-            shutil.copy2(REPO / "common" / name, work / name)
-    if not (work / "config.py").exists():  # before common/config.py exists: the platform's API
-        (work / "config.py").write_text(
-            "import json\n\ndef load_config():\n"
-            "    with open('train_config.json', encoding='utf-8') as fh:\n"
-            "        return json.load(fh)\n"
-        )
+    vendor.install_runtime(work)
     (work / "train_config.json").write_text(json.dumps({"train-split": 0.8, "test-split": 0.2}))
     (work / "presets.json").write_text("{}")
     (work / "bench_setup_child.py").write_text(SETUP)

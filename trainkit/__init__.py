@@ -1,3 +1,5 @@
 """trainkit: write, run, package and validate train containers for a data-space platform."""
 
-__version__ = "0.1.0"
+from trainkit_runtime import __version__
+
+__all__ = ["__version__"]

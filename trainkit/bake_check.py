@@ -1,4 +1,4 @@
-"""`python -m trainkit.bake_check DIR`: bake template/ for every valid task x label_format
+"""`python -m trainkit.bake_check DIR`: bake the template for every valid task x label_format
 combination into DIR and lint the result (ruff format --check, ruff check) with the
 repository's ruff settings. scripts/lint runs it; exit status 0 when all is clean."""
 
@@ -13,7 +13,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from trainkit import paths
 from trainkit.new import TASK_LABEL_FORMATS, bake
 
 LEFTOVER_MARKERS = ("{{ cookiecutter.", "{{cookiecutter.", "{%", "%}")
@@ -56,12 +55,13 @@ def leftovers(root: Path) -> list[str]:
     return found
 
 
-def lint(root: Path) -> int:
-    config = str(paths.REPO_ROOT / "pyproject.toml")
+def lint(root: Path, config: Path) -> int:
+    """ruff of this interpreter's environment (not whatever is on PATH), with config's rules."""
+    ruff = [sys.executable, "-m", "ruff"]
     status = 0
     for command in (
-        ["ruff", "format", "--check", "--quiet", "--config", config, str(root)],
-        ["ruff", "check", "--quiet", "--config", config, str(root)],
+        [*ruff, "format", "--check", "--quiet", "--config", str(config), str(root)],
+        [*ruff, "check", "--quiet", "--config", str(config), str(root)],
     ):
         status |= subprocess.run(command, check=False).returncode
     return status
@@ -70,11 +70,17 @@ def lint(root: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainkit.bake_check", description=__doc__)
     parser.add_argument("out_dir", type=Path, help="an empty directory to bake into")
+    parser.add_argument(
+        "--ruff-config",
+        type=Path,
+        default=Path("pyproject.toml"),
+        help="ruff settings to lint the baked code with (default: ./pyproject.toml)",
+    )
     args = parser.parse_args(argv)
     logging.getLogger("cookiecutter").setLevel(logging.CRITICAL)
     with quiet_stdout():
         bake_all(args.out_dir)
-    status = lint(args.out_dir)
+    status = lint(args.out_dir, args.ruff_config)
     left = leftovers(args.out_dir)
     if left:
         print(f"bake_check: Jinja left in {', '.join(left)}", file=sys.stderr)

@@ -32,7 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from trainkit.errors import TrainkitError
-from trainkit.paths import REPO_ROOT
+from trainkit.paths import BASE_IMAGE_DIR
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ ENGINES = ("docker", "podman")
 # `trainkit run --engine` values this module serves; `auto`: docker when its daemon answers.
 ENGINE_CHOICES = ("auto", *ENGINES)
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
-BASE_IMAGE_SCRIPT = REPO_ROOT / "scripts" / "build-test-base-image"
-# `--base-image local`: the offline Debian image scripts/build-test-base-image builds (cached).
+BASE_IMAGE_SCRIPT = BASE_IMAGE_DIR / "build-test-base-image"
+# `--base-image local`: the offline Debian image base_image/build-test-base-image builds (cached).
 LOCAL_BASE_IMAGE = "local"
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 # Paths inside the image (the platform's, and common/'s defaults).
@@ -148,16 +148,14 @@ def ensure_local_base_image(engine: Engine) -> str:
     env = {"CONTAINER_ENGINE": engine.name, **engine.env}
     print(f"$ {shlex.join([str(BASE_IMAGE_SCRIPT)])}", file=sys.stderr, flush=True)
     proc = subprocess.run(
-        [str(BASE_IMAGE_SCRIPT)],
+        ["bash", str(BASE_IMAGE_SCRIPT)],
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         text=True,
         check=False,
     )
     if proc.returncode != 0 or not proc.stdout.strip():
-        raise TrainkitError(
-            f"{BASE_IMAGE_SCRIPT.relative_to(REPO_ROOT)} failed (exit {proc.returncode})"
-        )
+        raise TrainkitError(f"{BASE_IMAGE_SCRIPT} failed (exit {proc.returncode})")
     return proc.stdout.strip().splitlines()[-1]
 
 
@@ -349,7 +347,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("TRAINKIT_BASE_IMAGE"),
         help="build arg BASE_IMAGE (default: the Dockerfile's, or $TRAINKIT_BASE_IMAGE); "
         f"'{LOCAL_BASE_IMAGE}' builds/uses the offline Debian image of "
-        "scripts/build-test-base-image",
+        "trainkit/base_image/build-test-base-image (shipped with trainkit)",
     )
     group.add_argument(
         "--torch-index",

@@ -27,7 +27,6 @@ from types import ModuleType
 from typing import Any
 
 from trainkit.errors import TrainkitError
-from trainkit.paths import COMMON_DIR
 
 log = logging.getLogger(__name__)
 
@@ -226,17 +225,6 @@ def exportable(lightning_module: Any) -> Any:
     return module.cpu().eval()
 
 
-def _export_onnx_function() -> Any:
-    path = COMMON_DIR / "export.py"
-    if not path.is_file():
-        raise TrainkitError(f"{path}: missing (the runtime's export module)")
-    module = _load_file_module("_trainkit_runtime_export", path)
-    func = getattr(module, "export_onnx", None)
-    if func is None:
-        raise TrainkitError(f"{path}: has no export_onnx()")
-    return module, func
-
-
 def export_checkpoint(
     target: Path,
     *,
@@ -254,11 +242,12 @@ def export_checkpoint(
         raise TrainkitError(f"{sources.export_config}: not valid JSON: {exc}") from exc
     log.info("checkpoint %s, model code %s", sources.checkpoint, sources.code_dir)
     module = load_module_for_export(sources, model_class)
-    runtime_export, export_onnx = _export_onnx_function()
+    from trainkit_runtime import export as runtime_export
+
     try:
-        written = export_onnx(module, filepath, export_config, verify=verify)
+        written = runtime_export.export_onnx(module, filepath, export_config, verify=verify)
     except Exception as exc:
-        error = getattr(runtime_export, "ExportError", ())
+        error = runtime_export.ExportError
         reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, error) else str(exc)
         raise TrainkitError(f"ONNX export of {sources.checkpoint} failed: {reason}") from exc
     return Path(written)

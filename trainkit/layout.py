@@ -7,20 +7,23 @@ package.sh / `trainkit package`, the Dockerfile check, the validator and
 # Required at the template root (the platform's validation/common.json).
 ROOT_FILES = ("config.py", "config_to_args.py", "docker-entrypoint.sh", "mount-s3.sh")
 
-# Runtime files copied flat into every image's WORKDIR (our common/); a superset of ROOT_FILES.
-RUNTIME_FILES = (
-    *ROOT_FILES,
-    "dataset.py",
-    "cvat_dataset.py",
-    "export.py",
-    "s3_credentials.py",  # STS token exchange used by mount-s3.sh
-    "schema_args.py",
-    "run_control.py",
-)
-
-# Needed by every generated train.py even on the platform's stock runtime (which lacks them):
-# the cookiecutter post-gen hook copies these from common/ into the generated docker/.
-TEMPLATE_SUPPORT_FILES = ("schema_args.py", "run_control.py")
+# The runtime package (trainkit_runtime/): vendored into the ZIP's docker/ by `trainkit package`
+# and added to every build context trainkit assembles (trainkit/vendor.py).
+RUNTIME_PACKAGE = "trainkit_runtime"
+# The runtime's shell entry files, placed at the root of docker/ (and so of the build context,
+# where they win over the platform's stock common/ copies of the same names).
+ENTRY_SCRIPTS = ("docker-entrypoint.sh", "mount-s3.sh")
+# The platform's legacy flat module names -> the runtime module that serves each in trainkit's
+# images (generated alias shims, trainkit/vendor.py), so stock setup.py files run on our runtime.
+LEGACY_MODULES = {
+    "config": "configuration",
+    "config_to_args": "config_to_args",
+    "dataset": "dataset",
+    "cvat_dataset": "cvat_dataset",
+    "export": "export",
+}
+# Legacy modules that are run as scripts (`python config_to_args.py`), not imported.
+LEGACY_SCRIPTS = ("config_to_args",)
 
 # Required below provider/category/architecture/ (the platform's validation/template.json).
 CONFIG_DIR = "config"

@@ -1,10 +1,12 @@
 """`trainkit new`: generate provider/category/architecture from the cookiecutter template.
 
-Same as `cookiecutter template/ -o templates -f` (the pre-gen hook refuses to overwrite an
-existing architecture, so an existing provider directory is fine). KEY=VALUE arguments answer
+Runs cookiecutter on the template shipped inside trainkit (`trainkit/template/`) and writes
+./templates/PROVIDER/CATEGORY/ARCHITECTURE in the current directory (`--output-dir` to choose):
+your architectures live in your own repository. The pre-gen hook refuses to overwrite an
+existing architecture, so an existing provider directory is fine. KEY=VALUE arguments answer
 questions up front (`task=detection architecture=MyDet`); `--no-input` takes the defaults for
-the rest. `python -m trainkit.new --refresh-examples` re-bakes the committed examples in
-templates/ after template/ or a template support file in common/ changed.
+the rest. In trainkit's own checkout, `python -m trainkit.new --refresh-examples` re-bakes the
+committed examples in ./templates after the template changed.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from cookiecutter.main import cookiecutter
 from trainkit import paths
 from trainkit.errors import TrainkitError, UsageError
 
-DEFAULT_OUTPUT_DIR = Path("templates")
+DEFAULT_OUTPUT_DIR = paths.DEFAULT_TEMPLATES_DIR
 # The committed examples in templates/: one per task, default answers otherwise.
 EXAMPLES: tuple[dict[str, str], ...] = (
     {"task": "classification"},
@@ -48,7 +50,7 @@ TASK_LABEL_FORMATS: tuple[tuple[str, str], ...] = (
 
 @cache
 def hook_module(name: str = "pre_gen_project") -> ModuleType:
-    """template/hooks/<name>.py as a module (it is valid Python before rendering)."""
+    """The template's hooks/<name>.py as a module (it is valid Python before rendering)."""
     path = paths.TEMPLATE_DIR / "hooks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"trainkit_hook_{name}", path)
     module = importlib.util.module_from_spec(spec)
@@ -125,8 +127,8 @@ def _environ(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def refresh_examples(templates_dir: Path = paths.TEMPLATES_DIR) -> list[Path]:
-    """Re-bake EXAMPLES from template/ and replace their directories in templates_dir."""
+def refresh_examples(templates_dir: Path = DEFAULT_OUTPUT_DIR) -> list[Path]:
+    """Re-bake EXAMPLES from the template and replace their directories in templates_dir."""
     refreshed = []
     with tempfile.TemporaryDirectory(prefix="trainkit-examples-") as tmp:
         for answers in EXAMPLES:
@@ -146,7 +148,7 @@ def refresh_examples(templates_dir: Path = paths.TEMPLATES_DIR) -> list[Path]:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "new",
-        help="generate an architecture from template/ (cookiecutter)",
+        help="generate an architecture from trainkit's template (cookiecutter)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -156,12 +158,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--output-dir",
         type=Path,
         default=DEFAULT_OUTPUT_DIR,
-        help="where provider/category/architecture goes (default: templates/)",
+        help="where provider/category/architecture goes (default: ./templates)",
+    )
+    parser.add_argument(
+        "--template-dir",
+        action="store_true",
+        help="print the directory of the cookiecutter template trainkit ships (for a plain "
+        "`cookiecutter DIR`) and exit",
     )
     parser.add_argument(
         "--refresh-examples",
         action="store_true",
-        help="re-bake the committed examples in the repository's templates/ and exit",
+        help="re-bake the examples (one per task) into --output-dir and exit (trainkit's own "
+        "checkout keeps them in templates/)",
     )
     parser.set_defaults(func=run)
 
@@ -170,9 +179,12 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         # cookiecutter logs a traceback when a hook fails; the hook's one line says it all.
         logging.getLogger("cookiecutter").setLevel(logging.CRITICAL)
+    if args.template_dir:
+        print(paths.TEMPLATE_DIR)
+        return 0
     if args.refresh_examples:
-        for target in refresh_examples():
-            print(f"refreshed {target.relative_to(paths.REPO_ROOT)}")
+        for target in refresh_examples(args.output_dir):
+            print(f"refreshed {target}")
         return 0
     extra = parse_extra_context(args.answers)
     check_extra_context(extra, paths.TEMPLATE_DIR)

@@ -1,8 +1,12 @@
 """`trainkit package` (and ./package.sh): build train-container-publish.zip for one architecture.
 
-The ZIP holds one top-level directory, the template root, with the runtime files from common/
-(layout.RUNTIME_FILES) and provider/category/architecture/{config,docker}. Caches, outputs,
-checkpoints and data are left out; symlinks are refused. Entries are sorted and timestamped
+The ZIP holds one top-level directory, the template root, with the files the platform requires
+there (layout.ROOT_FILES: the legacy shims and the entry scripts; the platform never runs them,
+it builds with its own common/) and provider/category/architecture/{config,docker}. docker/ gets
+the installed runtime (trainkit/vendor.py: trainkit_runtime/ plus docker-entrypoint.sh and
+mount-s3.sh, which win over the platform's stock copies in its build context), so the image runs
+trainkit's runtime of this version. Caches, outputs, checkpoints and data are left out; symlinks
+are refused. Entries are sorted and timestamped
 1980-01-01, so the same inputs give the same bytes. The ZIP is written to a temp file beside
 the target, validated, and only then moved over the target (a failing package never replaces
 a good ZIP).
@@ -22,7 +26,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainkit import layout, paths
+from trainkit import layout, paths, vendor
 from trainkit.errors import TrainkitError, UsageError
 from trainkit.names import NAME_KINDS, name_error
 
@@ -38,6 +42,7 @@ class Entry:
     arcname: str
     source: Path | None  # None for a directory entry
     executable: bool = False
+    data: bytes | None = None  # generated content instead of a source file
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -58,14 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--templates",
         type=Path,
-        default=paths.TEMPLATES_DIR,
-        help="directory holding provider/category/architecture (default: the repo's templates/)",
-    )
-    parser.add_argument(
-        "--common",
-        type=Path,
-        default=paths.COMMON_DIR,
-        help="directory holding the runtime files (default: the repo's common/)",
+        default=paths.DEFAULT_TEMPLATES_DIR,
+        help="directory holding provider/category/architecture (default: ./templates)",
     )
     parser.set_defaults(func=run)
 
@@ -88,7 +87,8 @@ def _file_entry(arcname: str, path: Path) -> Entry:
             path,
             info.st_size / 2**20,
         )
-    return Entry(arcname, path, bool(info.st_mode & stat.S_IXUSR))
+    executable = bool(info.st_mode & stat.S_IXUSR) or path.name in layout.ENTRY_SCRIPTS
+    return Entry(arcname, path, executable)
 
 
 def _tree_entries(base: Path, arc_base: str) -> list[Entry]:
@@ -112,8 +112,40 @@ def _tree_entries(base: Path, arc_base: str) -> list[Entry]:
     return entries
 
 
+def _root_entries() -> list[Entry]:
+    """layout.ROOT_FILES at the template root: shell scripts from the runtime, Python shims."""
+    scripts = dict(vendor.runtime_files())
+    shims = vendor.legacy_shims()
+    entries = []
+    for name in layout.ROOT_FILES:
+        arcname = f"{ROOT_DIR_NAME}/{name}"
+        if name in scripts:
+            entries.append(_file_entry(arcname, scripts[name]))
+        elif name in shims:
+            entries.append(Entry(arcname, None, False, shims[name].encode("utf-8")))
+        else:
+            raise TrainkitError(
+                f"{name}: required at the template root, but trainkit has no such file"
+            )
+    return entries
+
+
+def _runtime_entries(docker_arc: str, docker_dir: Path) -> list[Entry]:
+    """The runtime copy in docker/; a same-named file of the architecture is an error."""
+    entries = []
+    for rel, source in vendor.runtime_files():
+        own = docker_dir / rel
+        if own.exists() or own.is_symlink():
+            raise TrainkitError(
+                f"{own}: trainkit's runtime provides this file in docker/ when packaging; "
+                "remove the architecture's copy"
+            )
+        entries.append(_file_entry(f"{docker_arc}/{rel}", source))
+    return entries
+
+
 def collect_entries(
-    provider: str, category: str, architecture: str, templates: Path, common: Path
+    provider: str, category: str, architecture: str, templates: Path
 ) -> list[Entry]:
     """Every file (and its parent directories) the ZIP holds, sorted by name."""
     arch = templates / provider / category / architecture
@@ -122,17 +154,13 @@ def collect_entries(
             f"{arch}: no such architecture directory (expected "
             f"{templates}/<provider>/<category>/<architecture>)"
         )
-    files: list[Entry] = []
-    for name in layout.RUNTIME_FILES:
-        path = common / name
-        if not path.is_file():
-            raise TrainkitError(f"{path}: runtime file missing (trainkit/layout.py RUNTIME_FILES)")
-        files.append(_file_entry(f"{ROOT_DIR_NAME}/{name}", path))
+    files = _root_entries()
     arch_arc = f"{ROOT_DIR_NAME}/{provider}/{category}/{architecture}"
     for sub in (layout.CONFIG_DIR, layout.DOCKER_DIR):
         if not (arch / sub).is_dir() or (arch / sub).is_symlink():
             raise TrainkitError(f"{arch / sub}: missing directory (an architecture has {sub}/)")
         files += _tree_entries(arch / sub, f"{arch_arc}/{sub}")
+    files += _runtime_entries(f"{arch_arc}/{layout.DOCKER_DIR}", arch / layout.DOCKER_DIR)
     for extra in sorted(arch.iterdir()):
         if extra.name not in (layout.CONFIG_DIR, layout.DOCKER_DIR):
             log.info("not packaged: %s (only config/ and docker/ are)", extra)
@@ -148,13 +176,16 @@ def write_zip(entries: list[Entry], fh) -> None:
         for entry in entries:
             info = zipfile.ZipInfo(entry.arcname, date_time=FIXED_DATE)
             info.create_system = 3  # Unix, so the mode bits below mean the same everywhere
-            if entry.source is None:
+            if entry.source is None and entry.data is None:
                 info.external_attr = (stat.S_IFDIR | 0o755) << 16 | 0x10
                 zf.writestr(info, b"")
                 continue
             mode = 0o755 if entry.executable else 0o644
             info.external_attr = (stat.S_IFREG | mode) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
+            if entry.data is not None:
+                zf.writestr(info, entry.data)
+                continue
             info.file_size = entry.source.stat().st_size
             with entry.source.open("rb") as src, zf.open(info, "w") as dst:
                 shutil.copyfileobj(src, dst, 1024 * 1024)
@@ -165,16 +196,15 @@ def package(
     category: str,
     architecture: str,
     out: Path,
-    templates: Path = paths.TEMPLATES_DIR,
-    common: Path = paths.COMMON_DIR,
+    templates: Path = paths.DEFAULT_TEMPLATES_DIR,
 ) -> int:
     """Build, validate, then atomically write `out`. Returns the number of files packaged."""
-    from validation import validate_path  # validation imports trainkit.layout
+    from trainkit.validation import validate_path  # validation imports trainkit.layout
 
     for kind, value in zip(NAME_KINDS, (provider, category, architecture), strict=True):
         if message := name_error(kind, value):
             raise UsageError(message)
-    entries = collect_entries(provider, category, architecture, templates, common)
+    entries = collect_entries(provider, category, architecture, templates)
     out = out.absolute()
     if out.is_dir():
         raise UsageError(f"--out {out}: is a directory")
@@ -200,12 +230,10 @@ def package(
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
-    return sum(1 for e in entries if e.source is not None)
+    return sum(1 for e in entries if e.source is not None or e.data is not None)
 
 
 def run(args: argparse.Namespace) -> int:
-    count = package(
-        args.provider, args.category, args.architecture, args.out, args.templates, args.common
-    )
+    count = package(args.provider, args.category, args.architecture, args.out, args.templates)
     print(f"wrote {args.out} ({count} files)")
     return 0

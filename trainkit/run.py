@@ -28,6 +28,7 @@ from typing import Any
 
 from trainkit import engine, layout, score, workspace
 from trainkit.errors import TrainkitError, UsageError
+from trainkit_runtime import lifecycle
 
 DEFAULT_RUN_ROOT = Path("out")
 LOG_FILENAME = "run.log"
@@ -172,7 +173,7 @@ def prepare(plan: RunPlan) -> None:
     plan.output_dir.mkdir(parents=True, exist_ok=True)
     # The workspace is rebuilt like a new image, so its train_config.json is not finalized yet:
     # setup.py must run again (it re-uses what is in datasets/; checkpoints still resume).
-    marker = workspace.common_module("run_control").SETUP_DONE_FILENAME
+    marker = lifecycle.SETUP_DONE_FILENAME
     (plan.datasets_root / marker).unlink(missing_ok=True)
     plan.env = {
         **os.environ,

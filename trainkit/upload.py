@@ -144,7 +144,7 @@ def _short(exc: Exception) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from validation import validate_path
+    from trainkit.validation import validate_path
 
     if not args.zip.is_file():
         raise UsageError(f"{args.zip}: no such file")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from trainkit.errors import UsageError
-from validation import validate_path
-from validation.cli import add_arguments, print_report
+from trainkit.validation import validate_path
+from trainkit.validation.cli import add_arguments, print_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -1,25 +1,25 @@
 """The image build context of an architecture, assembled the way the platform does it.
 
-DESIGN.md §3: the runtime files (common/), then the architecture's docker/ files (same names
-win), then config/{custom,presets,export_config}.json and `train_config.json` (the form's
-values). config.jsonschema is NOT part of it, as on the platform. `trainkit run` uses the
-directory as the container's WORKDIR; `trainkit run --engine ...` builds the image from it.
+DESIGN.md §3, in the platform's order (later files win): the legacy module shims (where the
+platform has its stock common/ and datasets/), the runtime copy and the architecture's docker/
+files (what the ZIP's docker/ holds), config/{custom,presets,export_config}.json, the export.py
+shim (the platform copies its own export.py last), then `train_config.json` (the form's values).
+config.jsonschema is NOT part of it, as on the platform. `trainkit run` uses the directory as the
+container's WORKDIR; `trainkit run --engine ...` builds the image from it.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import shutil
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import jsonschema
 
-from trainkit import layout, paths
+from trainkit import layout, vendor
 from trainkit.errors import TrainkitError
+from trainkit_runtime import schema_args
 
 SCHEMA_FILENAME = "config.jsonschema"
 TRAIN_CONFIG_FILENAME = "train_config.json"
@@ -27,19 +27,9 @@ TRAIN_CONFIG_FILENAME = "train_config.json"
 CONTEXT_CONFIG_FILES = ("custom.json", "presets.json", *layout.OPTIONAL_CONFIG_FILES)
 # Written into every context we assemble, so a later run may wipe it safely.
 MARKER = ".trainkit-build-context"
+# The platform copies its export.py after the template's docker/ files: ours goes in last too.
+EXPORT_SHIM = "export.py"
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".DS_Store")
-
-
-@functools.cache
-def common_module(name: str) -> ModuleType:
-    """A runtime module from common/, loaded by file path (common/ is not a package)."""
-    path = paths.COMMON_DIR / f"{name}.py"
-    if not path.is_file():
-        raise TrainkitError(f"{path}: runtime module missing from this checkout")
-    spec = importlib.util.spec_from_file_location(f"trainkit_common_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def architecture_parts(arch_dir: Path) -> tuple[str, str, str]:
@@ -83,7 +73,7 @@ def train_config(
 ) -> dict[str, Any]:
     """The form's values: the schema's defaults updated with overrides, validated."""
     schema = load_schema(arch_dir)
-    config = dict(common_module("schema_args").schema_defaults(schema))
+    config = dict(schema_args.schema_defaults(schema))
     config.update(overrides or {})
     validate_config(config, schema, source)
     return config
@@ -112,17 +102,17 @@ def assemble_build_context(
         config = train_config(arch_dir)
     else:
         validate_config(config, load_schema(arch_dir), TRAIN_CONFIG_FILENAME)
-    missing = [name for name in layout.RUNTIME_FILES if not (paths.COMMON_DIR / name).is_file()]
-    if missing:
-        raise TrainkitError(f"{paths.COMMON_DIR}: runtime files missing: {', '.join(missing)}")
+    vendor.runtime_files()  # fails before dest is touched when the runtime is incomplete
     _clear(dest)
-    for name in layout.RUNTIME_FILES:
-        shutil.copy2(paths.COMMON_DIR / name, dest / name)
+    shims = vendor.legacy_shims()
+    vendor.write_legacy_shims(dest, [name for name in shims if name != EXPORT_SHIM])
+    vendor.copy_runtime(dest)
     shutil.copytree(arch_dir / layout.DOCKER_DIR, dest, dirs_exist_ok=True, ignore=IGNORED)
     for name in CONTEXT_CONFIG_FILES:
         source = arch_dir / layout.CONFIG_DIR / name
         if source.is_file():
             shutil.copy2(source, dest / name)
+    vendor.write_legacy_shims(dest, [EXPORT_SHIM])
     (dest / TRAIN_CONFIG_FILENAME).write_text(json.dumps(config, indent=2) + "\n", "utf-8")
     if not (dest / ".env").exists():
         (dest / ".env").write_text("", encoding="utf-8")

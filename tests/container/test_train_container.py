@@ -17,9 +17,10 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.support.repo import EXAMPLES_DIR as TEMPLATES_DIR
+from tests.support.repo import REPO_ROOT
 from trainkit import engine as engine_mod
 from trainkit import workspace
-from trainkit.paths import REPO_ROOT, TEMPLATES_DIR
 from trainkit.synthetic import write_cvat_dataset
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(3600)]

@@ -8,12 +8,12 @@ import os
 from collections import Counter
 from pathlib import Path
 
-import cvat_dataset as cd
-import dataset
 import pytest
-from dataset import DatasetError
 
 from tests.support.cvat import tag_image, task_xml, tree_snapshot
+from trainkit_runtime import cvat_dataset as cd
+from trainkit_runtime import dataset
+from trainkit_runtime.dataset import DatasetError
 
 
 def _classification(runtime, n_per_class: dict[str, int], labels=None) -> None:

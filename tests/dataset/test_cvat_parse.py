@@ -6,12 +6,12 @@ import logging
 import tracemalloc
 from pathlib import Path
 
-import cvat_dataset
 import pytest
 import xmltodict
-from dataset import DatasetError
 
 from tests.support.cvat import tag_image, task_xml, write_xml
+from trainkit_runtime import cvat_dataset
+from trainkit_runtime.dataset import DatasetError
 
 RICH_TASK = """<?xml version="1.0" encoding="utf-8"?>
 <annotations>

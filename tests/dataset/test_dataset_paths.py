@@ -1,4 +1,4 @@
-"""common/dataset.py: env roots, DATASET_ID validation, filesystem and S3 listing."""
+"""trainkit_runtime/dataset.py: env roots, DATASET_ID validation, filesystem and S3 listing."""
 
 from __future__ import annotations
 
@@ -9,26 +9,25 @@ import sys
 from pathlib import Path
 
 import boto3
-import dataset
 import pytest
 
-from tests.support.cvat import COMMON
 from tests.support.services import free_port
+from trainkit_runtime import dataset
 
 
 def test_roots_come_from_env_at_import(tmp_path):
     code = (
-        "import dataset; print(dataset.MOUNTED_DATASETS_ROOT_PATH); "
+        "from trainkit_runtime import dataset; print(dataset.MOUNTED_DATASETS_ROOT_PATH); "
         "print(dataset.DATASETS_ROOT_PATH); print(type(dataset.DATASETS_ROOT_PATH).__name__)"
     )
     env = {**os.environ, "MINIO_ROOT": str(tmp_path / "m"), "DATASETS_ROOT": str(tmp_path / "d")}
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=COMMON, env=env, capture_output=True, text=True
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
     ).stdout.split()
     assert out == [str(tmp_path / "m" / "datasets"), str(tmp_path / "d"), "str"]
     env = {k: v for k, v in os.environ.items() if k not in {"MINIO_ROOT", "DATASETS_ROOT"}}
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=COMMON, env=env, capture_output=True, text=True
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
     ).stdout.split()
     assert out == ["/minio/datasets", "/datasets", "str"]
 
@@ -217,8 +216,8 @@ def test_dataset_error_prints_one_line_without_traceback(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DATASET_ID"}
     env["MINIO_ROOT"] = str(tmp_path)
     proc = subprocess.run(
-        [sys.executable, "-c", "import dataset; dataset.get_dataset_path()"],
-        cwd=COMMON,
+        [sys.executable, "-c", "from trainkit_runtime import dataset; dataset.get_dataset_path()"],
+        cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,

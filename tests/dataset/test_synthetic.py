@@ -6,13 +6,13 @@ import hashlib
 from collections import Counter
 from pathlib import Path
 
-import cvat_dataset as cd
 import pytest
 from PIL import Image
 
 from trainkit.cli import main
 from trainkit.errors import TrainkitError
 from trainkit.synthetic import COLOURS, write_cvat_dataset
+from trainkit_runtime import cvat_dataset as cd
 
 
 def _digest(root: Path) -> dict[str, str]:

@@ -51,18 +51,18 @@ def run_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
 
 @pytest.fixture
 def rc(run_env: dict[str, Path]) -> Iterator[ModuleType]:
-    """run_control with fresh module state (its once-per-process flags)."""
-    import run_control
+    """trainkit_runtime.lifecycle with fresh module state (its once-per-process flags)."""
+    from trainkit_runtime import lifecycle as run_control
 
     module = importlib.reload(run_control)
     yield module
-    sys.modules["run_control"] = module
+    sys.modules["trainkit_runtime.lifecycle"] = module
 
 
 def subprocess_env(run_env: dict[str, Path], **extra: str) -> dict[str, str]:
-    """Environment for a child python that imports run_control from common/."""
+    """Environment for a child python that imports the runtime (trainkit_runtime.lifecycle)."""
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}
     env.update({k: str(v) for k, v in run_env.items()})
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "common"), str(REPO)])
+    env["PYTHONPATH"] = str(REPO)
     env.update(extra)
     return env

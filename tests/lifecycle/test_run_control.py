@@ -1,5 +1,5 @@
-"""Unit tests of common/run_control.py: ranks, failure file, stages, setup_once, resume state,
-Trainer kwargs. Fast: no training here (see test_lifecycle_runs.py)."""
+"""Unit tests of trainkit_runtime/lifecycle.py: ranks, failure file, stages, setup_once,
+resume state, Trainer kwargs. Fast: no training here (see test_lifecycle_runs.py)."""
 
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ def test_sigterm_outside_training_stops_cleanly(run_env):
     script = textwrap.dedent(
         """
         import os, signal, time
-        import run_control as rc
+        from trainkit_runtime import lifecycle as rc
         with rc.run_stage("setup"):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(30)
@@ -179,7 +179,9 @@ def test_sigterm_outside_training_stops_cleanly(run_env):
 
 
 def test_failure_in_subprocess_exit_code_and_file(run_env):
-    script = "import run_control as rc\nwith rc.run_stage('export'):\n    1 / 0\n"
+    script = (
+        "from trainkit_runtime import lifecycle as rc\nwith rc.run_stage('export'):\n    1 / 0\n"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", script],
         env=subprocess_env(run_env),
@@ -200,7 +202,7 @@ def test_failure_in_subprocess_exit_code_and_file(run_env):
 
 def _slow_setup_worker(env: dict[str, str], start: float) -> None:
     os.environ.update(env)
-    import run_control
+    from trainkit_runtime import lifecycle as run_control
 
     def setup() -> None:
         root = run_control.datasets_root()

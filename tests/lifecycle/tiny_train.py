@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import lightning as L
-import run_control as rc
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+from trainkit_runtime import lifecycle as rc
 
 
 class TinyNet(L.LightningModule):

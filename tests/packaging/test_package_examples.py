@@ -13,18 +13,19 @@ import pytest
 
 from tests.support.packaging import package_sh
 from tests.support.platform_server import TOKEN, platform_server
-from trainkit import layout, paths
-from validation import validate_path
+from tests.support.repo import EXAMPLES_DIR
+from trainkit import layout, vendor
+from trainkit.validation import validate_path
 
 TOP = "train-container-publish"
 
 
 def examples() -> list[Path]:
-    if not paths.TEMPLATES_DIR.is_dir():
+    if not EXAMPLES_DIR.is_dir():
         return []
     return sorted(
         p
-        for p in paths.TEMPLATES_DIR.glob("*/*/*")
+        for p in EXAMPLES_DIR.glob("*/*/*")
         if (p / layout.CONFIG_DIR).is_dir() and (p / layout.DOCKER_DIR).is_dir()
     )
 
@@ -41,24 +42,27 @@ def committed_files(arch: Path) -> list[str]:
 
 
 def expected_entries(arch: Path) -> list[str]:
-    rel_arch = arch.relative_to(paths.TEMPLATES_DIR).as_posix()
-    files = [f"{TOP}/{name}" for name in layout.RUNTIME_FILES]
+    rel_arch = arch.relative_to(EXAMPLES_DIR).as_posix()
+    files = [f"{TOP}/{name}" for name in layout.ROOT_FILES]
     files += [f"{TOP}/{rel_arch}/{rel}" for rel in committed_files(arch)]
+    files += [f"{TOP}/{rel_arch}/docker/{rel}" for rel, _ in vendor.runtime_files()]
     dirs = {f"{Path(f).parent.as_posix()}/" for f in files}
     for d in list(dirs):
         dirs |= {f"{p.as_posix()}/" for p in Path(d).parents if p.as_posix() != "."}
     return sorted(set(files) | dirs)
 
 
-IDS = [p.relative_to(paths.TEMPLATES_DIR).as_posix() for p in examples()]
+IDS = [p.relative_to(EXAMPLES_DIR).as_posix() for p in examples()]
 
 
 @pytest.mark.parametrize("arch", examples(), ids=IDS)
 def test_package_each_example(arch, tmp_path):
-    provider, category, name = arch.relative_to(paths.TEMPLATES_DIR).parts
+    provider, category, name = arch.relative_to(EXAMPLES_DIR).parts
     digests = []
     for out in ("a.zip", "b.zip"):
-        proc = package_sh(provider, category, name, "--out", out, cwd=tmp_path)
+        proc = package_sh(
+            provider, category, name, "--out", out, "--templates", str(EXAMPLES_DIR), cwd=tmp_path
+        )
         assert proc.returncode == 0, proc.stderr
         digests.append(hashlib.sha256((tmp_path / out).read_bytes()).hexdigest())
     assert digests[0] == digests[1]
@@ -74,8 +78,8 @@ def test_package_each_example(arch, tmp_path):
 def test_example_uploads_to_the_platform_endpoint(arch, tmp_path, monkeypatch, capsys):
     from trainkit.cli import main
 
-    provider, category, name = arch.relative_to(paths.TEMPLATES_DIR).parts
-    proc = package_sh(provider, category, name, cwd=tmp_path)
+    provider, category, name = arch.relative_to(EXAMPLES_DIR).parts
+    proc = package_sh(provider, category, name, "--templates", str(EXAMPLES_DIR), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     monkeypatch.setenv("TRAINKIT_TOKEN", TOKEN)
     with platform_server() as server:

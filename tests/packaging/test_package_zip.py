@@ -18,15 +18,22 @@ from tests.support.template_tree import (
     architecture_files,
     write_source_tree,
 )
-from trainkit import layout
-from validation import validate_path
+from trainkit import layout, vendor
+from trainkit.validation import validate_path
+
+
+def runtime_entries() -> list[str]:
+    """The runtime copy `trainkit package` adds to docker/, file by file."""
+    return [f"{TOP}/{ARCH}/docker/{rel}" for rel, _ in vendor.runtime_files()]
 
 
 def expected_entries() -> list[str]:
-    files = [f"{TOP}/{name}" for name in layout.RUNTIME_FILES]
+    files = [f"{TOP}/{name}" for name in layout.ROOT_FILES]
     files += [f"{TOP}/{ARCH}/{rel}" for rel in architecture_files()]
+    files += runtime_entries()
     dirs = {f"{TOP}/", f"{TOP}/{PROVIDER}/", f"{TOP}/{PROVIDER}/{CATEGORY}/", f"{TOP}/{ARCH}/"}
     dirs |= {f"{TOP}/{ARCH}/config/", f"{TOP}/{ARCH}/docker/"}
+    dirs |= {f"{name.rsplit('/', 1)[0]}/" for name in runtime_entries()}
     return sorted(files + list(dirs))
 
 
@@ -44,7 +51,7 @@ def workdir(tmp_path):
 
 
 def tree_args(source) -> list[str]:
-    return ["--templates", str(source.templates), "--common", str(source.common)]
+    return ["--templates", str(source.templates)]
 
 
 def test_package_sh_builds_a_valid_zip_with_exact_entries(source, workdir):
@@ -56,8 +63,12 @@ def test_package_sh_builds_a_valid_zip_with_exact_entries(source, workdir):
     with zipfile.ZipFile(zip_path) as zf:
         assert zf.namelist() == expected_entries()  # sorted, exactly these
         assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
-        mode = zf.getinfo(f"{TOP}/docker-entrypoint.sh").external_attr >> 16
-        assert mode & 0o777 == 0o755
+        for script in layout.ENTRY_SCRIPTS:
+            for name in (f"{TOP}/{script}", f"{TOP}/{ARCH}/docker/{script}"):
+                assert zf.getinfo(name).external_attr >> 16 & 0o777 == 0o755, name
+        # the runtime copy is the installed runtime, byte for byte
+        for rel, source_file in vendor.runtime_files():
+            assert zf.read(f"{TOP}/{ARCH}/docker/{rel}") == source_file.read_bytes(), rel
     report = validate_path(zip_path)
     assert report.ok, report.lines()
 
@@ -183,12 +194,17 @@ def test_failing_package_does_not_replace_a_good_zip(source, workdir):
     assert snapshot(workdir) == good  # same ZIP bytes, no temp file left
 
 
-def test_missing_runtime_file_is_an_error(source, workdir):
-    (source.common / "mount-s3.sh").unlink()
+@pytest.mark.parametrize("own", ["mount-s3.sh", "trainkit_runtime/lifecycle.py"])
+def test_architecture_file_where_the_runtime_goes_is_refused(source, workdir, own):
+    path = source.arch / "docker" / own
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# the researcher's own copy\n")
     proc = package_sh(PROVIDER, CATEGORY, ARCHITECTURE, *tree_args(source), cwd=workdir)
     assert proc.returncode == 1
-    assert "mount-s3.sh: runtime file missing" in proc.stderr
+    assert f"{own}: trainkit's runtime provides this file" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert os.listdir(workdir) == []
+    assert path.read_text() == "# the researcher's own copy\n"
 
 
 def test_out_into_missing_directory_is_a_usage_error(source, workdir):
@@ -207,6 +223,6 @@ def test_trainkit_package_in_process(source, tmp_path, capsys):
         ["package", PROVIDER, CATEGORY, ARCHITECTURE, "--out", str(out), *tree_args(source)]
     )
     assert code == 0
-    count = len(layout.RUNTIME_FILES) + len(architecture_files())
+    count = len(layout.ROOT_FILES) + len(architecture_files()) + len(runtime_entries())
     assert f"({count} files)" in capsys.readouterr().out
     assert validate_path(out).ok

@@ -1,5 +1,5 @@
-"""`trainkit validate` and `python -m validation`: output lines, --json, exit codes, and the
-directory forms (template root, one architecture)."""
+"""`trainkit validate` and `python -m trainkit.validation`: output lines, --json, exit codes,
+and the directory forms (template root, one architecture)."""
 
 from __future__ import annotations
 
@@ -62,13 +62,15 @@ def test_missing_path_is_a_usage_error(tmp_path, capsys):
 def test_python_m_validation(tmp_path):
     zip_path = write_zip(tmp_path / "t.zip", broken_files())
     proc = subprocess.run(
-        [sys.executable, "-m", "validation", str(zip_path)], capture_output=True, text=True
+        [sys.executable, "-m", "trainkit.validation", str(zip_path)], capture_output=True, text=True
     )
     assert proc.returncode == 1
     assert f"ERROR {TOP}/{ARCH}/config/custom.json: Invalid JSON file" in proc.stdout
     ok = write_zip(tmp_path / "ok.zip", valid_files())
     proc = subprocess.run(
-        [sys.executable, "-m", "validation", "--json", str(ok)], capture_output=True, text=True
+        [sys.executable, "-m", "trainkit.validation", "--json", str(ok)],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout
     assert json.loads(proc.stdout)["ok"] is True

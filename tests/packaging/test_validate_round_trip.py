@@ -10,7 +10,7 @@ import types
 import pytest
 
 from tests.support.template_tree import ARCH, TOP, valid_files, write_zip
-from validation import configs, validate_path
+from trainkit.validation import configs, validate_path
 
 SCHEMA = f"{TOP}/{ARCH}/config/config.jsonschema"
 

@@ -1,4 +1,5 @@
-"""common/config_to_args.py as the entrypoints run it: a subprocess in the WORKDIR."""
+"""trainkit_runtime.config_to_args as the entrypoints run it: a subprocess in the WORKDIR
+(`python -m trainkit_runtime.config_to_args`, and as the legacy `config_to_args.py` shim)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import schema_args as sa
 
-COMMON = Path(__file__).resolve().parents[2] / "common"
-SCRIPT = COMMON / "config_to_args.py"
+from trainkit import vendor
+from trainkit_runtime import schema_args as sa
+
+MODULE = ["-m", "trainkit_runtime.config_to_args"]
 
 HOSTILE = {
     "cmd": "; rm -rf / ; touch pwned",
@@ -34,7 +36,7 @@ HOSTILE = {
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, check=False
+        [sys.executable, *MODULE, *args], cwd=cwd, capture_output=True, check=False
     )
 
 
@@ -59,8 +61,7 @@ def test_line_is_one_line_and_eval_safe(tmp_path: Path) -> None:
     assert line.count("\n") == 1 and line.endswith("\n")
     # What the platform's stock entrypoint does with the line: eval it into a command.
     script = f'eval "set -- $({sys.executable} config_to_args.py)"; printf "%s\\0" "$@"'
-    (tmp_path / "config_to_args.py").write_bytes(SCRIPT.read_bytes())
-    (tmp_path / "schema_args.py").write_bytes((COMMON / "schema_args.py").read_bytes())
+    vendor.write_legacy_shims(tmp_path, ["config_to_args.py"])
     evaled = subprocess.run(
         ["bash", "-c", script], cwd=tmp_path, capture_output=True, check=True
     ).stdout
@@ -68,7 +69,6 @@ def test_line_is_one_line_and_eval_safe(tmp_path: Path) -> None:
     assert not (tmp_path / "pwned").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "__pycache__") == [
         "config_to_args.py",
-        "schema_args.py",
         "train_config.json",
     ]
 
@@ -78,7 +78,7 @@ def test_line_evaluated_like_the_stock_entrypoint_reaches_train_py(tmp_path: Pat
     (tmp_path / "train.py").write_text(
         "import json, sys\nprint(json.dumps(sys.argv[1:]))\n", encoding="utf-8"
     )
-    script = f'eval "{sys.executable} train.py $({sys.executable} {SCRIPT})"'
+    script = f'eval "{sys.executable} train.py $({sys.executable} {" ".join(MODULE)})"'
     out = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, check=True)
     assert json.loads(out.stdout) == sa.config_to_argv(HOSTILE)
     assert not (tmp_path / "pwned").exists()

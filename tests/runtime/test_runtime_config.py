@@ -8,9 +8,10 @@ import os
 import stat
 from pathlib import Path
 
-import config
 import pytest
-from config import ConfigError, finalize_config, load_config
+
+from trainkit_runtime import configuration as config
+from trainkit_runtime.configuration import ConfigError, finalize_config, load_config
 
 
 @pytest.fixture

@@ -7,12 +7,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import export
 import numpy as np
 import onnxruntime
 import pytest
 import torch
-from export import export_model
+
+from trainkit_runtime import export
+from trainkit_runtime.export import export_model
 
 EXPORT_CONFIG = {
     "model_type": "pytorch",

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import schema_args as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from trainkit_runtime import schema_args as sa
 
 SCHEMA: dict[str, Any] = {
     "$schema": "http://json-schema.org/draft-07/schema#",

@@ -15,11 +15,13 @@ import pytest
 
 from tests.support.s3 import mounted_fstype, mounts_below, s3fs_pids, unmount
 from tests.support.services import MotoServer
+from trainkit import vendor
 
 __all__ = ["mounted_fstype", "s3fs_pids"]
 
 REPO = Path(__file__).resolve().parents[2]
-COMMON = REPO / "common"
+# The installed runtime package holds mount-s3.sh, docker-entrypoint.sh and s3_credentials.py.
+RUNTIME = vendor.RUNTIME_DIR
 BUCKET = "platform-datasets"
 ROLE_ARN = "arn:aws:iam::123456789012:role/dataset-reader"
 
@@ -62,13 +64,13 @@ class S3Setup:
         return count
 
     def mount_script(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        """Run common/mount-s3.sh; whatever it mounts is unmounted after the test."""
+        """Run the runtime's mount-s3.sh; whatever it mounts is unmounted after the test."""
         run_env = {**self.env, **env}
         self.mounts.append(Path(run_env.get("MINIO_ROOT", "/minio")))
         if "-m" in args:
             self.mounts.append(Path(args[args.index("-m") + 1]))
         return subprocess.run(
-            ["bash", str(COMMON / "mount-s3.sh"), *args],
+            ["bash", str(RUNTIME / "mount-s3.sh"), *args],
             env=run_env,
             capture_output=True,
             text=True,

@@ -1,4 +1,4 @@
-"""common/s3_credentials.py: the STS exchange against moto and against small local servers
+"""trainkit_runtime/s3_credentials.py: the STS exchange against moto and against small local servers
 that answer like MinIO does when it refuses, plus the credentials file handling."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import s3_credentials as sc
 
-from tests.s3.conftest import COMMON, ROLE_ARN, base_env
+from tests.s3.conftest import ROLE_ARN, RUNTIME, base_env
 from tests.support.services import MotoServer, free_port
+from trainkit_runtime import s3_credentials as sc
 
-HELPER = COMMON / "s3_credentials.py"
+HELPER = RUNTIME / "s3_credentials.py"
 TOKEN = "oidc-token-must-stay-secret"
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.s3.conftest import COMMON, S3Setup, mounted_fstype
-from trainkit.layout import RUNTIME_FILES
+from tests.s3.conftest import S3Setup, mounted_fstype
+from trainkit import vendor
 from trainkit.synthetic import write_cvat_dataset
 
 pytestmark = pytest.mark.s3fs
@@ -34,8 +34,7 @@ out.mkdir(parents=True, exist_ok=True)
 def make_workspace(root: Path) -> Path:
     workspace = root / "workspace"
     workspace.mkdir()
-    for name in RUNTIME_FILES:
-        shutil.copy(COMMON / name, workspace / name)
+    vendor.install_runtime(workspace)
     shutil.copy(SETUP_SCRIPT, workspace / "setup.py")
     (workspace / "train.py").write_text(TRAIN_SCRIPT)
     (workspace / "train_config.json").write_text(

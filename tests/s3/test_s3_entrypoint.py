@@ -1,18 +1,16 @@
-"""common/docker-entrypoint.sh in a workspace like the image's WORKDIR: .env parsing without
+"""The runtime's docker-entrypoint.sh in a workspace like the image's WORKDIR: .env parsing without
 evaluation, DATASET_ID handling, the failure file, exec into train.py, re-runs."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.s3.conftest import COMMON, base_env
-
-ENTRYPOINT_FILES = ("docker-entrypoint.sh", "mount-s3.sh", "s3_credentials.py")
+from tests.s3.conftest import base_env
+from trainkit import vendor
 
 # Stand-ins for setup.py / train.py / config_to_args.py: they record what they received.
 STUB_SETUP = """\
@@ -42,11 +40,10 @@ sys.stdout.write("".join(a + "\\0" for a in args))
 def make_workspace(tmp_path: Path, dataset_id: str | None = "1") -> Path:
     workspace = tmp_path / "workspace"
     workspace.mkdir()
-    for name in ENTRYPOINT_FILES:
-        shutil.copy(COMMON / name, workspace / name)
+    vendor.install_runtime(workspace)
     (workspace / "setup.py").write_text(STUB_SETUP)
     (workspace / "train.py").write_text(STUB_TRAIN)
-    (workspace / "config_to_args.py").write_text(STUB_ARGS)
+    (workspace / "trainkit_runtime" / "config_to_args.py").write_text(STUB_ARGS)
     if dataset_id:  # a mocked MinIO folder, as a local run has
         image = tmp_path / "minio" / "datasets" / dataset_id / "img.png"
         image.parent.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""common/mount-s3.sh for real: STS against moto, an s3fs mount into tmp_path, unmounted by
+"""The runtime's mount-s3.sh for real: STS against moto, an s3fs mount into tmp_path, unmounted by
 the `s3` fixture whatever happens."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import stat
 from pathlib import Path
 
 import pytest
-import s3_credentials as sc
 
 from tests.s3.conftest import BUCKET, S3Setup, mounted_fstype, s3fs_pids
+from trainkit_runtime import s3_credentials as sc
 
 pytestmark = pytest.mark.s3fs
 

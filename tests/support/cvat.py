@@ -1,11 +1,11 @@
-"""Helpers for the dataset runtime tests (common/dataset.py, common/cvat_dataset.py).
+"""Helpers for the dataset runtime tests (trainkit_runtime.dataset, trainkit_runtime.cvat_dataset).
 
 `runtime_fixture` points the modules' roots at temp dirs in-process; `make_workspace` builds an
-image-like WORKDIR (common/ files + a setup.py) for subprocess runs, as the container would."""
+image-like WORKDIR (the runtime as trainkit installs it into a build context, + a setup.py) for
+subprocess runs, as the container would."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -16,28 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainkit import vendor
+
 REPO = Path(__file__).resolve().parents[2]
-COMMON = REPO / "common"
 DATA = REPO / "tests" / "dataset" / "data"
-
-# Used only while common/config.py has not landed: the platform's documented behaviour.
-_FALLBACK_CONFIG_PY = """\
-import json
-TRAIN_CONFIG_FILEPATH = "./train_config.json"
-PRESETS_FILEPATH = "./presets.json"
-
-
-def load_config():
-    with open(TRAIN_CONFIG_FILEPATH, encoding="utf-8") as fh:
-        return json.load(fh)
-
-
-def finalize_config(config, custom={}):
-    with open(PRESETS_FILEPATH, encoding="utf-8") as fh:
-        presets = json.load(fh)
-    with open(TRAIN_CONFIG_FILEPATH, "w", encoding="utf-8") as fh:
-        json.dump({**config, **presets, **custom}, fh, indent=4)
-"""
 
 
 def write_xml(path: Path, text: str) -> Path:
@@ -98,17 +80,8 @@ class Runtime:
         (self.workdir / "train_config.json").write_text(json.dumps(config), encoding="utf-8")
 
 
-def _config_module() -> types.ModuleType:
-    if (COMMON / "config.py").exists():
-        return importlib.import_module("config")
-    module = types.ModuleType("config")
-    exec(_FALLBACK_CONFIG_PY, module.__dict__)
-    return module
-
-
 def runtime_fixture(tmp_path: Path, monkeypatch) -> Iterator[Runtime]:
-    import cvat_dataset
-    import dataset
+    from trainkit_runtime import cvat_dataset, dataset
 
     minio, datasets, workdir = tmp_path / "minio", tmp_path / "datasets", tmp_path / "work"
     for d in (minio / "datasets", datasets, workdir):
@@ -121,7 +94,6 @@ def runtime_fixture(tmp_path: Path, monkeypatch) -> Iterator[Runtime]:
     monkeypatch.setattr(dataset, "MINIO_ROOT_PATH", str(minio))
     monkeypatch.setattr(dataset, "MOUNTED_DATASETS_ROOT_PATH", str(minio / "datasets"))
     monkeypatch.setattr(dataset, "DATASETS_ROOT_PATH", str(datasets))
-    monkeypatch.setitem(sys.modules, "config", _config_module())
     monkeypatch.chdir(workdir)
     dataset.DATA_DIRS.clear()
     rt = Runtime(minio, datasets, workdir, "1", dataset, cvat_dataset)
@@ -133,7 +105,7 @@ def runtime_fixture(tmp_path: Path, monkeypatch) -> Iterator[Runtime]:
 
 @dataclass
 class Workspace:
-    """An image-like WORKDIR: common/ runtime files, a setup.py, train_config.json."""
+    """An image-like WORKDIR: trainkit's runtime, a setup.py, train_config.json."""
 
     path: Path
     minio: Path
@@ -161,11 +133,7 @@ class Workspace:
 def make_workspace(root: Path, setup_py: Path | str, config: dict | None = None) -> Workspace:
     work = root / "workspace"
     work.mkdir(parents=True)
-    for name in ("dataset.py", "cvat_dataset.py", "config.py"):
-        if (COMMON / name).exists():
-            shutil.copy2(COMMON / name, work / name)
-    if not (work / "config.py").exists():
-        (work / "config.py").write_text(_FALLBACK_CONFIG_PY, encoding="utf-8")
+    vendor.install_runtime(work)
     if isinstance(setup_py, Path):
         shutil.copy2(setup_py, work / "setup.py")
     else:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
-from trainkit import paths
-
-PACKAGE_SH = paths.REPO_ROOT / "package.sh"
+from tests.support.repo import PACKAGE_SH
 
 
 def package_sh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """package.sh finds `trainkit` on PATH: the one of the environment running the tests."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return subprocess.run(
         [str(PACKAGE_SH), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120
     )

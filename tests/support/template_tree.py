@@ -52,7 +52,7 @@ WORKDIR /workspace
 COPY docker-entrypoint.sh mount-s3.sh /
 COPY config.py config_to_args.py dataset.py cvat_dataset.py export.py ./
 COPY setup.py train.py requirements.txt ./
-COPY presets.json custom.json* export_config.json train_config.json ./
+COPY presets.json custom.json export_config.json train_config.json ./
 COPY .env ./
 ENTRYPOINT ["/bin/bash", "/docker-entrypoint.sh"]
 """
@@ -96,14 +96,15 @@ if __name__ == "__main__":
 """
 
 
-def runtime_files() -> dict[str, bytes]:
-    """Stand-ins for common/ (content does not matter to packaging or validation)."""
+def root_files() -> dict[str, bytes]:
+    """Stand-ins for the files the platform requires at the template root (it never runs them;
+    content does not matter to validation)."""
     files = {}
-    for name in layout.RUNTIME_FILES:
+    for name in layout.ROOT_FILES:
         if name.endswith(".sh"):
             files[name] = b"#!/usr/bin/env bash\nset -euo pipefail\n"
         else:
-            files[name] = f'"""stand-in for common/{name}"""\n'.encode()
+            files[name] = f'"""stand-in for {name}"""\n'.encode()
     return files
 
 
@@ -128,7 +129,7 @@ def architecture_files() -> dict[str, bytes]:
 
 def valid_files() -> dict[str, bytes]:
     """Paths relative to the template root (the ZIP's top-level directory)."""
-    files = runtime_files()
+    files = root_files()
     files |= {f"{ARCH}/{rel}": data for rel, data in architecture_files().items()}
     return files
 
@@ -142,22 +143,18 @@ def write_files(base: Path, files: dict[str, bytes]) -> None:
 
 @dataclass
 class SourceTree:
-    """What `trainkit package` reads: a templates dir and a common dir."""
+    """What `trainkit package` reads: a templates dir (the runtime comes from trainkit)."""
 
     base: Path
     templates: Path
-    common: Path
     arch: Path
 
 
 def write_source_tree(base: Path) -> SourceTree:
-    common = base / "common"
     templates = base / "templates"
-    write_files(common, runtime_files())
-    (common / "docker-entrypoint.sh").chmod(0o755)
     arch = templates / PROVIDER / CATEGORY / ARCHITECTURE
     write_files(arch, architecture_files())
-    return SourceTree(base, templates, common, arch)
+    return SourceTree(base, templates, arch)
 
 
 def write_zip(path: Path, files: dict[str, bytes], top: str | None = TOP) -> Path:

@@ -1,5 +1,6 @@
-"""Baking template/ (the cookiecutter API via trainkit.new.bake, as `trainkit new` does):
-every valid task x label_format combination, the generated tree, and rejected answers."""
+"""Baking the template (trainkit/template/; the cookiecutter API via trainkit.new.bake, as
+`trainkit new` does): every valid task x label_format combination, the generated tree, and
+rejected answers."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import pytest
 from cookiecutter.exceptions import FailedHookException
 from dockerfile_parse import DockerfileParser
 
-from trainkit import layout, paths, score
+from tests.support.repo import PYPROJECT
+from trainkit import layout, paths, score, vendor
 from trainkit.bake_check import bake_all, leftovers
 from trainkit.new import TASK_LABEL_FORMATS, bake
 
@@ -27,7 +29,6 @@ DOCKER_FILES = (
     "setup.py",
     "train.py",
     *TASK_FILES,
-    *layout.TEMPLATE_SUPPORT_FILES,
 )
 CONFIG_FILES = ("config.jsonschema", "custom.json", "export_config.json", "presets.json")
 
@@ -61,10 +62,12 @@ def test_no_jinja_is_left_anywhere(baked):
 
 def test_baked_python_is_ruff_clean(baked):
     root = next(iter(baked.values())).parent.parent.parent
-    config = str(paths.REPO_ROOT / "pyproject.toml")
+    config = str(PYPROJECT)
     for command in (["format", "--check"], ["check"]):
         proc = subprocess.run(
-            ["ruff", *command, "--config", config, str(root)], capture_output=True, text=True
+            [sys.executable, "-m", "ruff", *command, "--config", config, str(root)],
+            capture_output=True,
+            text=True,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -93,13 +96,17 @@ def test_label_format_picks_the_label_writer(baked):
     assert "classes.names" in (baked[("detection", "YOLO")] / "docker" / "setup.py").read_text()
 
 
-def test_setup_uses_only_the_platform_runtime_api(baked):
+def test_setup_and_train_import_only_the_runtime_package_and_their_own_modules(baked):
+    own = {"datamodule", "metrics", "model", "setup"}
+    third_party = {"json", "pathlib", "lightning", "torch", "__future__"}
     for arch in baked.values():
-        source = (arch / "docker" / "setup.py").read_text()
-        for module, imported in re.findall(r"from (\w+) import \(?([\w\s,]+)\)?", source):
-            if module in layout.RUNTIME_API:
-                names = {n.strip() for n in imported.split(",") if n.strip()}
-                assert names <= set(layout.RUNTIME_API[module]), (module, names)
+        for script in ("setup.py", "train.py"):
+            source = (arch / "docker" / script).read_text()
+            imported = set(re.findall(r"^(?:from|import) (\w+)", source, flags=re.M))
+            assert layout.RUNTIME_PACKAGE in imported, script
+            assert imported <= own | third_party | {layout.RUNTIME_PACKAGE}, (script, imported)
+            # the platform's flat module names are never imported by generated code
+            assert not imported & set(layout.LEGACY_MODULES), (script, imported)
 
 
 @pytest.mark.parametrize("score_value", [0.92349, 1.0, 0.0])
@@ -150,16 +157,15 @@ def test_dockerfile_follows_the_contract(baked):
         for kind, value in instructions:
             if kind == "COPY":
                 *sources, _ = shlex.split(value)
-                copied |= {s.rstrip("*") for s in sources}
+                copied |= {s.rstrip("*/") for s in sources}
         docker_files = {p.name for p in (arch / "docker").iterdir()} - {"Dockerfile"}
-        expected = set(layout.RUNTIME_FILES) | docker_files | set(layout.DOCKERFILE_MUST_COPY)
+        runtime = {*layout.ENTRY_SCRIPTS, layout.RUNTIME_PACKAGE}
+        expected = runtime | docker_files | set(layout.DOCKERFILE_MUST_COPY)
         expected |= {"presets.json", "export_config.json", "custom.json"}
         assert copied == expected
         text = (arch / "docker" / "Dockerfile").read_text()
-        # platform-only sources must be COPYed with a glob (absent from its build context)
-        own = set(layout.RUNTIME_FILES) - set(layout.PLATFORM_BUILD_CONTEXT_FILES) - docker_files
-        for name in own | {"custom.json"}:
-            assert f"{name}*" in text, name
+        # every source exists in the platform's build context: no glob is needed or used
+        assert "*" not in "".join(v for k, v in instructions if k == "COPY"), text
 
 
 def test_requirements_cover_the_runtime_and_the_examples(baked):
@@ -171,33 +177,24 @@ def test_requirements_cover_the_runtime_and_the_examples(baked):
                 found.add(re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0].lower())
         return found
 
-    common_requirements = paths.COMMON_DIR / "requirements.txt"
+    runtime = names(vendor.RUNTIME_DIR / "requirements.txt")
+    assert {"lightning", "onnx", "onnxruntime", "defusedxml"} <= runtime
     for arch in baked.values():
         required = names(arch / "docker" / "requirements.txt")
-        assert {"lightning", "torchmetrics", "onnx", "onnxruntime", "pillow"} <= required
-        if common_requirements.is_file():
-            assert names(common_requirements) <= required
-        assert "torchvision" not in required
+        assert {"torchmetrics", "pillow"} <= required
+        # the architecture lists only its own code's packages; the runtime brings the rest
+        assert not (required - {"numpy", "pillow"}) & runtime, required & runtime
+        assert "torchvision" not in required | runtime
+        dockerfile = (arch / "docker" / "Dockerfile").read_text()
+        assert "-r trainkit_runtime/requirements.txt -r requirements.txt" in dockerfile
 
 
-def test_support_files_are_copies_of_common(baked):
+def test_no_runtime_file_is_copied_into_the_architecture(baked):
     for arch in baked.values():
-        for name in layout.TEMPLATE_SUPPORT_FILES:
-            assert (arch / "docker" / name).read_bytes() == (paths.COMMON_DIR / name).read_bytes()
-
-
-def test_vendor_runtime_copies_every_runtime_file(tmp_path):
-    provider = bake(tmp_path, {"vendor_runtime": "yes", "architecture": "Vendored"})
-    docker = provider / "Classification" / "Vendored" / "docker"
-    for name in (*layout.RUNTIME_FILES, *layout.TEMPLATE_SUPPORT_FILES):
-        assert (docker / name).read_bytes() == (paths.COMMON_DIR / name).read_bytes(), name
-    assert (docker / "train.py").is_file()
-
-
-def test_without_vendor_runtime_no_runtime_file_is_copied(baked):
-    for arch in baked.values():
-        present = {p.name for p in (arch / "docker").iterdir()}
-        assert not present & (set(layout.RUNTIME_FILES) - set(layout.TEMPLATE_SUPPORT_FILES))
+        present = {p.relative_to(arch / "docker").as_posix() for p in (arch / "docker").rglob("*")}
+        runtime = {rel for rel, _ in vendor.runtime_files()} | {layout.RUNTIME_PACKAGE}
+        assert not present & runtime
+        assert not present & {f"{m}.py" for m in layout.LEGACY_MODULES}
 
 
 # --- answers the pre-gen hook rejects: exit 1, one line, nothing written --------------------
@@ -261,19 +258,21 @@ def test_bad_answer_in_an_existing_provider_writes_nothing(tmp_path):
 
 
 def test_plain_cookiecutter_cli_works(tmp_path):
-    """`cookiecutter template/ --no-input` (what platform users know) from the repo root."""
+    """`cookiecutter <template dir> --no-input` (what platform users know), on the template
+    directory trainkit ships (`trainkit new --template-dir` prints it), from another directory."""
     out = tmp_path / "out"
     proc = subprocess.run(
         [
-            *(sys.executable, "-m", "cookiecutter", "template/", "--no-input"),
+            *(sys.executable, "-m", "cookiecutter", str(paths.TEMPLATE_DIR), "--no-input"),
             *("--default-config", "-o", str(out), "task=segmentation"),
         ],
-        cwd=paths.REPO_ROOT,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
-        env={**os.environ, "PWD": str(paths.REPO_ROOT), "HOME": str(tmp_path)},
+        env={**os.environ, "PWD": str(tmp_path), "HOME": str(tmp_path)},
     )
     assert proc.returncode == 0, proc.stderr
     arch = out / "Acme" / "Segmentation" / "TinySeg"
-    assert (arch / "docker" / "run_control.py").is_file()
+    assert (arch / "docker" / "train.py").is_file()
+    assert not (arch / "docker" / layout.RUNTIME_PACKAGE).exists()
     assert "trainkit run" in proc.stdout

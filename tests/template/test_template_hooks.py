@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trainkit import layout, names, paths
+from trainkit import names, paths
 
 
 def load_hook(name: str):
@@ -116,18 +116,13 @@ def test_check_answers_reports_the_first_bad_answer(tmp_path):
 
 def test_cookiecutter_defaults_are_accepted_answers():
     context = json.loads((paths.TEMPLATE_DIR / "cookiecutter.json").read_text())
-    assert context["vendor_runtime"] is False
+    assert "vendor_runtime" not in context  # the runtime is always added at package time
     assert context["task"] == ["classification", "detection", "segmentation"]
     assert context["base_image"][0] == "nvcr.io/nvidia/pytorch:24.01-py3"
     pre.check_name("provider", context["provider"])
 
 
 # --- post_gen_project ----------------------------------------------------------------------
-
-
-def test_support_file_lists_match_trainkit_layout():
-    assert post.TEMPLATE_SUPPORT_FILES == layout.TEMPLATE_SUPPORT_FILES
-    assert post.RUNTIME_FILES == layout.RUNTIME_FILES
 
 
 def make_docker_dir(root: Path) -> Path:
@@ -153,37 +148,6 @@ def test_select_task_files_refuses_an_unknown_task(tmp_path):
     docker = make_docker_dir(tmp_path)
     with pytest.raises(FileNotFoundError, match="regression"):
         post.select_task_files(docker, "regression")
-
-
-def test_copy_files_copies_and_keeps_template_versions(tmp_path):
-    source, docker = tmp_path / "common", tmp_path / "docker"
-    source.mkdir()
-    docker.mkdir()
-    (source / "a.py").write_text("common a\n")
-    (source / "b.py").write_text("common b\n")
-    (docker / "b.py").write_text("template b\n")
-    assert post.copy_files(("a.py", "b.py"), source, docker) == ["a.py"]
-    assert (docker / "a.py").read_text() == "common a\n"
-    assert (docker / "b.py").read_text() == "template b\n"
-
-
-def test_copy_files_names_missing_sources(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"missing x\.py, y\.py"):
-        post.copy_files(("x.py", "y.py"), tmp_path, tmp_path)
-
-
-def test_find_common_dir_absolute_and_relative(tmp_path):
-    (tmp_path / "repo" / "template").mkdir(parents=True)
-    (tmp_path / "repo" / "common").mkdir()
-    expected = (tmp_path / "repo" / "common").resolve()
-    assert post.find_common_dir(str(tmp_path / "repo" / "template")) == expected
-    assert post.find_common_dir("template", start_dir=str(tmp_path / "repo")) == expected
-    with pytest.raises(FileNotFoundError, match="runtime directory not found"):
-        post.find_common_dir("template", start_dir=str(tmp_path))
-
-
-def test_find_common_dir_of_this_repository():
-    assert post.find_common_dir(str(paths.TEMPLATE_DIR)) == paths.COMMON_DIR.resolve()
 
 
 def test_next_steps_name_the_architecture_and_task():

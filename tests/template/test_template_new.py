@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trainkit import paths
+from tests.support.repo import EXAMPLES_DIR
 from trainkit.cli import main
 from trainkit.new import EXAMPLES, bake
 
@@ -89,7 +89,7 @@ def test_new_rejects_malformed_answers(tmp_path):
 def committed_example(answers: dict[str, str], tmp_path: Path) -> tuple[Path, Path]:
     provider = bake(tmp_path, answers)
     (arch,) = [p for p in provider.glob("*/*") if p.is_dir()]
-    return arch, paths.TEMPLATES_DIR / arch.relative_to(tmp_path)
+    return arch, EXAMPLES_DIR / arch.relative_to(tmp_path)
 
 
 def tree(root: Path) -> list[str]:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from trainkit import paths, score
+from tests.support.repo import EXAMPLES_DIR
+from trainkit import score
 from trainkit.synthetic import write_cvat_dataset
 
 pytestmark = pytest.mark.slow
@@ -88,7 +89,7 @@ class Run:
         self.task = task
         # A copy of the committed example whose export also writes model.pt (the weights).
         self.arch = root / "templates" / example
-        shutil.copytree(paths.TEMPLATES_DIR / example, self.arch)
+        shutil.copytree(EXAMPLES_DIR / example, self.arch)
         export_config = self.arch / "config" / "export_config.json"
         export_config.write_text(
             json.dumps({**json.loads(export_config.read_text()), "save_native": True})

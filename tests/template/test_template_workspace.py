@@ -9,26 +9,45 @@ import sys
 
 import pytest
 
-from trainkit import layout, paths, score, workspace
+from tests.support.repo import EXAMPLES_DIR
+from trainkit import layout, score, vendor, workspace
 from trainkit.errors import TrainkitError
 from trainkit.run import parse_assignments
+from trainkit_runtime import schema_args
 
-EXAMPLE = paths.TEMPLATES_DIR / "Acme" / "Classification" / "TinyNet"
+EXAMPLE = EXAMPLES_DIR / "Acme" / "Classification" / "TinyNet"
 
 
 def test_build_context_is_laid_out_like_the_platforms(tmp_path):
     dest = workspace.assemble_build_context(EXAMPLE, tmp_path / "ctx")
     names = {p.name for p in dest.iterdir()}
-    assert set(layout.RUNTIME_FILES) <= names
+    assert {f"{module}.py" for module in layout.LEGACY_MODULES} <= names
+    assert {*layout.ENTRY_SCRIPTS, layout.RUNTIME_PACKAGE} <= names
     assert {p.name for p in (EXAMPLE / "docker").iterdir()} <= names
     assert {"custom.json", "presets.json", "export_config.json", "train_config.json"} <= names
     assert "config.jsonschema" not in names  # the platform does not put it there either
     schema = json.loads((EXAMPLE / "config" / "config.jsonschema").read_text())
-    defaults = workspace.common_module("schema_args").schema_defaults(schema)
+    defaults = schema_args.schema_defaults(schema)
     assert json.loads((dest / "train_config.json").read_text()) == defaults
-    # docker/ files win over common/ ones of the same name
-    for name in layout.TEMPLATE_SUPPORT_FILES:
-        assert (dest / name).read_bytes() == (EXAMPLE / "docker" / name).read_bytes()
+    # the runtime copy is the installed runtime, byte for byte; docker/ files are the example's
+    for rel, source in vendor.runtime_files():
+        assert (dest / rel).read_bytes() == source.read_bytes(), rel
+    for path in (EXAMPLE / "docker").iterdir():
+        assert (dest / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_legacy_module_names_alias_the_runtime_in_a_build_context(tmp_path):
+    """A stock setup.py's `import dataset` / `from config import ...` get trainkit's modules."""
+    dest = workspace.assemble_build_context(EXAMPLE, tmp_path / "ctx")
+    code = (
+        "import config, cvat_dataset, dataset, export; "
+        "import trainkit_runtime.configuration as c, trainkit_runtime.dataset as d; "
+        "print(config is c, dataset is d, cvat_dataset.__name__, export.export_model.__module__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=dest, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["True", "True", "trainkit_runtime.cvat_dataset", "trainkit_runtime.export"]
 
 
 def test_build_context_is_rebuilt_but_never_over_foreign_files(tmp_path):

@@ -3,7 +3,7 @@
 docker-entrypoint.sh runs it after setup.py as `python train.py <args from train_config.json>`
 (trainkit's argv or the platform's stock config_to_args.py line; schema_args parses both).
 The same script runs as one process, under Lightning's own launcher (devices > 1), under
-torchrun or a cluster launcher (run_control.trainer_kwargs); a restarted container resumes
+torchrun or a cluster launcher (lifecycle.trainer_kwargs); a restarted container resumes
 from $OUTPUT_DIR/checkpoints, and a finished run is not trained again.
 """
 
@@ -11,14 +11,15 @@ import json
 from pathlib import Path
 
 import lightning as L
-import run_control as rc
 import setup
 import torch
 from datamodule import DataModule
-from dataset import DATASETS_ROOT_PATH
-from export import export_model
 from model import SCORE_METRIC, Model
-from schema_args import parse_train_args
+
+from trainkit_runtime import lifecycle as rc
+from trainkit_runtime.dataset import DATASETS_ROOT_PATH
+from trainkit_runtime.export import export_model
+from trainkit_runtime.schema_args import parse_train_args
 
 # custom.json's score_regexp matches the last line this script prints.
 SCORE_NAME = "Accuracy"

@@ -2,15 +2,16 @@
 
 docker-entrypoint.sh runs it before train.py. It writes `$DATASETS_ROOT/images/{train,val}/`
 (links to the mounted images) and `$DATASETS_ROOT/labels/{train,val}/` (COCO `labels.json`),
-then adds `num-classes` to train_config.json. It uses only the cvat_dataset API that the
-platform's stock runtime has too, so it runs with either runtime.
+then adds `num-classes` to train_config.json. It uses trainkit's runtime (trainkit_runtime/,
+added to the image by `trainkit package` and `trainkit run`), which keeps the platform's
+cvat_dataset API (names, signatures, return shapes).
 """
 
 import json
 from pathlib import Path
 
-from config import finalize_config
-from cvat_dataset import (
+from trainkit_runtime.configuration import finalize_config
+from trainkit_runtime.cvat_dataset import (
     as_coco,
     create_directory_structure,
     create_test_images,
@@ -19,7 +20,7 @@ from cvat_dataset import (
     create_train_labels,
     get_cvat_dataset,
 )
-from run_control import run_stage, setup_once
+from trainkit_runtime.lifecycle import run_stage, setup_once
 
 LABELS_FILENAME = "labels.json"
 

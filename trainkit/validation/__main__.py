@@ -1,0 +1,3 @@
+from trainkit.validation.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,354 @@
+"""config/ checks: the form schema, its defaults and presets, the argv round trip into
+train.py, custom.json (model path and score regexp) and export_config.json."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import SchemaError
+
+from trainkit import layout
+from trainkit.validation.report import Report
+
+# Keys the platform's (and our) config_to_args.py never pass to train.py.
+RESERVED_KEYS = ("train-split", "test-split")
+SCORE_SAMPLE_VALUE = 0.875
+DRAFT7_URIS = ("http://json-schema.org/draft-07/schema#", "http://json-schema.org/draft-07/schema")
+_SHELL_SPECIALS = re.compile(r"[\s'\"`$\\;&|<>(){}*?!#~]")
+TORCH_DTYPES = (
+    "float32", "float", "float64", "double", "float16", "half", "bfloat16",
+    "int8", "uint8", "int16", "short", "int32", "int", "int64", "long", "bool",
+)  # fmt: skip
+
+Rel = Callable[[Path], str]
+
+
+def load_schema_args() -> ModuleType:
+    """The installed runtime's schema_args (never code from the ZIP being validated)."""
+    from trainkit_runtime import schema_args
+
+    return schema_args
+
+
+def _load(path: Path) -> Any:
+    """Parsed JSON, or None when missing/unparsable (structure checks report those)."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _where(error) -> str:
+    return "/".join(str(p) for p in error.absolute_path) or "(root)"
+
+
+def check_configs(arch: Path, rel: Rel, report: Report) -> None:
+    config_dir = arch / layout.CONFIG_DIR
+    schema_path = config_dir / "config.jsonschema"
+    presets_path = config_dir / "presets.json"
+    schema = _load(schema_path)
+    presets = _load(presets_path)
+
+    if presets is not None and not isinstance(presets, dict):
+        report.error(rel(presets_path), "must be a JSON object (merged into train_config.json)")
+        presets = None
+    if schema is not None and check_schema(schema, rel(schema_path), report):
+        check_defaults_and_round_trip(
+            arch, schema, presets or {}, rel(schema_path), rel(presets_path), report
+        )
+    custom_path = config_dir / "custom.json"
+    custom = _load(custom_path)
+    if custom is not None:
+        check_custom(custom, rel(custom_path), report)
+    export_path = config_dir / "export_config.json"
+    if export_path.is_file():
+        export = _load(export_path)
+        if export is not None:
+            check_export_config(export, rel(export_path), report)
+
+
+def check_schema(schema: Any, where: str, report: Report) -> bool:
+    """True when the schema is usable for the further checks."""
+    if not isinstance(schema, dict):
+        report.error(where, "must be a JSON object (a draft-07 JSON schema)")
+        return False
+    declared = schema.get("$schema")
+    if declared is not None and declared not in DRAFT7_URIS:
+        report.warning(where, f"$schema is {declared!r}; the platform's form expects draft-07")
+    try:
+        Draft7Validator.check_schema(schema)
+    except SchemaError as exc:
+        at = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        report.error(where, f"not a valid draft-07 schema: {exc.message} (at {at})")
+        return False
+    properties = schema.get("properties")
+    if schema.get("type") != "object" or not isinstance(properties, dict):
+        report.error(
+            where,
+            "must be an object schema with 'properties' (the platform renders its form and "
+            "train.py's flags from them)",
+        )
+        return False
+    ok = True
+    for key, prop in properties.items():
+        if not key or key.startswith("-") or _SHELL_SPECIALS.search(key):
+            report.error(where, f"property {key!r} cannot be a command-line flag (--{key})")
+            ok = False
+            continue
+        if isinstance(prop, dict) and "default" in prop:
+            sub = {
+                "type": "object",
+                "properties": {key: prop},
+                "definitions": schema.get("definitions", {}),
+            }
+            try:
+                errors = list(Draft7Validator(sub).iter_errors({key: prop["default"]}))
+            except Exception as exc:  # e.g. a $ref this sub-schema cannot resolve
+                report.warning(where, f"default of {key!r} not checked: {exc}")
+                continue
+            for error in errors:
+                report.error(
+                    where,
+                    f"default of {key!r} ({prop['default']!r}) is not valid for its schema: "
+                    f"{error.message}",
+                )
+                ok = False
+    return ok
+
+
+def platform_argv(config: dict) -> list[str]:
+    """What the platform's stock config_to_args.py prints, word-split like its entrypoint's
+    `eval` does: `--key value`, bare `--key` for true, `--key v1 v2` for lists."""
+    args = []
+    for key, value in config.items():
+        if value is None or value == "" or key in RESERVED_KEYS:
+            continue
+        if isinstance(value, bool):
+            if value:
+                args.append(f"--{key}")
+        elif isinstance(value, list):
+            if value:
+                args.append(f"--{key} {' '.join(map(str, value))}")
+        else:
+            args.append(f"--{key} {value}")
+    return shlex.split(" ".join(args))
+
+
+def _same(expected: Any, got: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(got, bool):
+        return expected is got or (expected is False and got is None)
+    if isinstance(expected, (int, float)) and isinstance(got, (int, float)):
+        return float(expected) == float(got)
+    if isinstance(expected, (list, tuple)) and isinstance(got, (list, tuple)):
+        return len(expected) == len(got) and all(map(_same, expected, got))
+    return expected == got
+
+
+def _parse(parser, argv: list[str]) -> tuple[Any, str]:
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return parser.parse_args(argv), ""
+    except SystemExit:
+        lines = err.getvalue().strip().splitlines()
+        return None, lines[-1] if lines else "argument parsing failed"
+
+
+def check_defaults_and_round_trip(
+    arch: Path, schema: dict, presets: dict, schema_where: str, presets_where: str, report: Report
+) -> None:
+    sa = load_schema_args()
+    try:
+        defaults = sa.schema_defaults(schema)
+    except Exception as exc:  # schema_args cannot read this schema: say why
+        report.error(schema_where, f"cannot compute the form defaults: {exc}")
+        return
+    merged = {**defaults, **presets}
+
+    def where(key: Any) -> str:
+        return presets_where if key in presets else schema_where
+
+    for error in _safe_errors(schema, merged, schema_where, report):
+        key = error.absolute_path[0] if error.absolute_path else None
+        message = (
+            f"form defaults merged with presets.json are not valid for the schema: "
+            f"{error.message} (at {_where(error)})"
+        )
+        if error.validator == "additionalProperties":
+            report.warning(presets_where, message)
+        else:
+            report.error(where(key), message)
+
+    passed = {k: v for k, v in merged.items() if k not in RESERVED_KEYS and v not in (None, "")}
+    stock_line = not (arch / layout.DOCKER_DIR / "config_to_args.py").is_file()
+    forms: list[tuple[str, Callable[[dict], list[str]]]] = [
+        ("trainkit argv", lambda c: sa.config_to_argv(c, schema))
+    ]
+    if stock_line:
+        forms.append(("platform config_to_args.py line", platform_argv))
+        for key, value in passed.items():
+            items = value if isinstance(value, list) else [value]
+            if any(isinstance(v, str) and _SHELL_SPECIALS.search(v) for v in items):
+                report.warning(
+                    where(key),
+                    f"value of {key!r} ({value!r}) has whitespace or shell characters; the "
+                    "platform's entrypoint evals config_to_args.py's line and would split or "
+                    "expand it (ship docker/config_to_args.py to avoid that)",
+                )
+    try:
+        parser = sa.build_parser(schema, merged)
+    except Exception as exc:  # the schema cannot become flags: say why
+        report.error(schema_where, f"cannot build train.py's parser from the schema: {exc}")
+        return
+    for form, to_argv in forms:
+        try:
+            argv = to_argv(merged)
+        except Exception as exc:  # e.g. an object value that has no argv form
+            report.error(schema_where, f"{form}: cannot render the config as argv: {exc}")
+            continue
+        ns, problem = _parse(parser, argv)
+        if ns is None:
+            report.error(schema_where, f"{form}: train.py's parser rejects {argv}: {problem}")
+            continue
+        for key, value in passed.items():
+            if form != "trainkit argv" and isinstance(value, (str, list)):
+                items = value if isinstance(value, list) else [value]
+                if any(isinstance(v, str) and _SHELL_SPECIALS.search(v) for v in items):
+                    continue  # already warned above
+            got = getattr(ns, key.replace("-", "_"), _MISSING)
+            if got is _MISSING:
+                report.error(where(key), f"{form}: property {key!r} has no train.py flag")
+            elif not _same(value, got):
+                report.error(
+                    where(key),
+                    f"{form}: property {key!r} = {value!r} arrives in train.py as {got!r}",
+                )
+
+
+_MISSING = object()
+
+
+def _safe_errors(schema: dict, instance: Any, where: str, report: Report) -> list:
+    try:
+        return list(Draft7Validator(schema).iter_errors(instance))
+    except Exception as exc:
+        report.warning(where, f"defaults not validated: {exc}")
+        return []
+
+
+def check_custom(custom: Any, where: str, report: Report) -> None:
+    if not isinstance(custom, dict):
+        report.error(where, "must be a JSON object with model_filepath, score_name, score_regexp")
+        return
+    for key in ("model_filepath", "score_name", "score_regexp"):
+        if not isinstance(custom.get(key), str) or not custom.get(key):
+            report.error(where, f"'{key}' is missing or not a non-empty string")
+    model = custom.get("model_filepath")
+    if isinstance(model, str) and model:
+        suffix = Path(model).suffix
+        if suffix not in layout.MODEL_FORMATS:
+            report.error(
+                where,
+                f"model_filepath {model!r} has format {suffix or '(none)'!r}; the platform "
+                f"supports {' '.join(layout.MODEL_FORMATS)}",
+            )
+        if not model.startswith("/"):
+            report.warning(where, f"model_filepath {model!r} is not an absolute container path")
+    regexp = custom.get("score_regexp")
+    name = custom.get("score_name")
+    if not isinstance(regexp, str) or not regexp:
+        return
+    try:
+        compiled = re.compile(regexp)
+    except re.error as exc:
+        report.error(where, f"score_regexp {regexp!r} does not compile: {exc}")
+        return
+    if compiled.groups == 0:
+        report.error(
+            where, f"score_regexp {regexp!r} has no capturing group for the score's number"
+        )
+        return
+    if isinstance(name, str) and name:
+        sample = f"{name}: {SCORE_SAMPLE_VALUE}"
+        got = platform_score(compiled, f"Epoch 3: loss: 0.1234\n{sample}\nTraining ended\n")
+        if got != round(SCORE_SAMPLE_VALUE, 3):
+            report.error(
+                where,
+                f"score_regexp {regexp!r} does not extract {SCORE_SAMPLE_VALUE} from the sample "
+                f"score line {sample!r} (got {got!r}); print the score as '{name}: <value>'",
+            )
+
+
+def platform_score(compiled: re.Pattern, logs: str) -> float | None:
+    """The platform's extraction: findall, flatten groups, keep floats, take the last."""
+    matches = compiled.findall(logs)
+    if not matches:
+        return None
+    flat = [m for group in matches for m in (group if isinstance(group, tuple) else (group,))]
+    floats = []
+    for m in flat:
+        try:
+            floats.append(float(m.strip()))
+        except ValueError:
+            continue
+    return round(floats[-1], 3) if floats else None
+
+
+def check_export_config(export: Any, where: str, report: Report) -> None:
+    if not isinstance(export, dict):
+        report.error(where, "must be a JSON object (torch.onnx.export settings)")
+        return
+    if not export:
+        return  # empty: the ONNX export is skipped and the fallback saves the model
+
+    def is_list_of(value: Any, kind: type) -> bool:
+        return isinstance(value, list) and all(
+            isinstance(v, kind) and not isinstance(v, bool) for v in value
+        )
+
+    shapes, types = export.get("input_shapes"), export.get("input_types")
+    if not (isinstance(shapes, list) and shapes and all(is_list_of(s, int) for s in shapes)):
+        report.error(where, "input_shapes must be a non-empty list of lists of integers")
+        shapes = None
+    if not (is_list_of(types, str) and types):
+        report.error(where, "input_types must be a non-empty list of strings")
+        types = None
+    else:
+        for t in types:
+            if t not in TORCH_DTYPES:
+                report.error(where, f"input_types has {t!r}, not a torch dtype name")
+    if shapes is not None and types is not None and len(shapes) != len(types):
+        report.error(
+            where, f"input_shapes ({len(shapes)}) and input_types ({len(types)}) differ in length"
+        )
+    names = export.get("input_names")
+    if names is not None:
+        if not is_list_of(names, str):
+            report.error(where, "input_names must be a list of strings")
+        elif shapes is not None and len(names) > len(shapes):
+            report.error(where, "more input_names than input_shapes")
+    checks = {
+        "model_type": (str,),
+        "output_names": (list,),
+        "dynamic_axes": (dict,),
+        "opset_version": (int,),
+        "do_constant_folding": (bool,),
+        "export_params": (bool,),
+    }
+    for key, kinds in checks.items():
+        if key in export and (
+            not isinstance(export[key], kinds)
+            or (kinds == (int,) and isinstance(export[key], bool))
+        ):
+            report.error(where, f"{key} must be of type {kinds[0].__name__}")
+    if "output_names" in export and not is_list_of(export["output_names"], str):
+        report.error(where, "output_names must be a list of strings")

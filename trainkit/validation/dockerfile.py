@@ -1,0 +1,195 @@
+"""docker/Dockerfile, parsed with dockerfile-parse, against the platform's build context."""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockerfile_parse import DockerfileParser
+
+from trainkit import layout, vendor
+from trainkit.validation.report import Report
+
+ENTRYPOINT_SCRIPT = "docker-entrypoint.sh"
+PLATFORM_DEFAULT_WORKDIR = "/workspace"
+
+
+@dataclass
+class Copy:
+    instruction: str  # COPY or ADD
+    sources: list[str]
+    dest: str
+    workdir: str | None  # WORKDIR in effect, None before any
+    raw_value: str
+    json_form: bool
+
+
+def build_context(arch: Path) -> set[str]:
+    """Relative paths the platform's build context holds for this architecture (its docker/
+    files, with the runtime copy `trainkit package` adds, and the platform's own files)."""
+    docker = arch / layout.DOCKER_DIR
+    files = set(layout.PLATFORM_BUILD_CONTEXT_FILES) | {rel for rel, _ in vendor.runtime_files()}
+    if docker.is_dir():
+        files |= {p.relative_to(docker).as_posix() for p in docker.rglob("*") if p.is_file()}
+    return files
+
+
+def _is_glob(source: str) -> bool:
+    return any(c in source for c in "*?[")
+
+
+def _covers(source: str, target: str) -> bool:
+    source = source.removeprefix("./").rstrip("/")
+    if source in ("", ".", "*"):
+        return True
+    return (
+        fnmatch.fnmatchcase(target, source)
+        or target.startswith(source + "/")
+        or fnmatch.fnmatchcase(target.split("/")[0], source)
+    )
+
+
+def _parse_copies(structure: list[dict], report: Report, where: str) -> list[Copy]:
+    copies = []
+    workdir: str | None = None
+    for item in structure:
+        instruction = item["instruction"].upper()
+        value = item["value"].strip()
+        if instruction == "FROM":
+            workdir = None
+        elif instruction == "WORKDIR":
+            workdir = value if value.startswith("/") else posixpath.join(workdir or "/", value)
+        elif instruction in ("COPY", "ADD"):
+            json_form = value.startswith("[")
+            if json_form:
+                try:
+                    tokens = json.loads(value)
+                except ValueError:
+                    report.error(where, f"line {item['startline'] + 1}: malformed {instruction}")
+                    continue
+                flags = []
+            else:
+                words = value.split()
+                flags = [w for w in words if w.startswith("--")]
+                tokens = [w for w in words if not w.startswith("--")]
+            if any(f.startswith("--from") for f in flags):
+                continue  # copies from another stage, not the build context
+            if len(tokens) < 2:
+                report.error(
+                    where, f"line {item['startline'] + 1}: {instruction} needs a destination"
+                )
+                continue
+            copies.append(Copy(instruction, tokens[:-1], tokens[-1], workdir, value, json_form))
+    return copies
+
+
+def _destination(copy: Copy, filename: str) -> str:
+    dest = copy.dest
+    if dest.endswith("/") or dest in (".", "..") or len(copy.sources) > 1:
+        dest = posixpath.join(dest, filename)
+    if not dest.startswith("/"):
+        dest = posixpath.join(copy.workdir or "/", dest)
+    return posixpath.normpath(dest)
+
+
+def _platform_destination(copies: list[Copy], filename: str) -> str:
+    """Where the platform looks for train_config.json/.env in the container: the first COPY
+    whose text contains the name, its last space-separated word, joined to the last WORKDIR."""
+    for copy in copies:
+        if copy.instruction == "COPY" and filename in copy.raw_value:
+            dst = copy.raw_value.split(" ")[-1]
+            if posixpath.basename(dst) != filename:
+                dst = posixpath.join(dst, filename)
+            if not dst.startswith("/"):
+                if copy.workdir is None:
+                    return posixpath.join(PLATFORM_DEFAULT_WORKDIR, filename)
+                dst = posixpath.join(copy.workdir, dst)
+            return posixpath.normpath(dst)
+    return posixpath.join(PLATFORM_DEFAULT_WORKDIR, filename)
+
+
+def check_dockerfile(arch: Path, rel, report: Report) -> None:
+    path = arch / layout.DOCKER_DIR / "Dockerfile"
+    if not path.is_file():
+        return  # reported by the structure checks
+    where = rel(path)
+    try:
+        parser = DockerfileParser(fileobj=io.BytesIO(path.read_bytes()), env_replace=False)
+        structure = parser.structure
+    except Exception as exc:  # dockerfile-parse raises assorted errors on garbage
+        report.error(where, f"cannot parse: {exc}")
+        return
+    instructions = [item["instruction"].upper() for item in structure]
+    if "FROM" not in instructions:
+        report.error(where, "no FROM instruction")
+    if "WORKDIR" not in instructions:
+        report.error(
+            where,
+            "no WORKDIR; the platform finds train_config.json and .env relative to it "
+            f"(default {PLATFORM_DEFAULT_WORKDIR})",
+        )
+
+    first_from = instructions.index("FROM") if "FROM" in instructions else len(instructions)
+    arg_positions = [
+        i
+        for i, item in enumerate(structure)
+        if item["instruction"].upper() == "ARG"
+        and item["value"].split("=", 1)[0].strip() == "TORCH_CUDA_INDEX"
+    ]
+    if not arg_positions:
+        report.error(where, "no ARG TORCH_CUDA_INDEX (the platform passes it as a build arg)")
+    elif all(i < first_from for i in arg_positions):
+        report.warning(
+            where, "ARG TORCH_CUDA_INDEX is declared only before FROM; redeclare it after FROM"
+        )
+
+    entrypoints = [
+        item["value"] for item in structure if item["instruction"].upper() == "ENTRYPOINT"
+    ]
+    if not entrypoints or ENTRYPOINT_SCRIPT not in entrypoints[-1]:
+        report.error(where, f"ENTRYPOINT must run {ENTRYPOINT_SCRIPT}")
+
+    for name in layout.PLATFORM_OVERWRITES_DOCKER:
+        shadowed = arch / layout.DOCKER_DIR / name
+        if shadowed.is_file():
+            report.warning(
+                rel(shadowed),
+                f"the platform copies its own {name} into the build context after docker/, "
+                "so this file is replaced there",
+            )
+
+    copies = _parse_copies(structure, report, where)
+    context = build_context(arch)
+    for copy in copies:
+        # Docker accepts a wildcard that matches nothing when another source matches, so a
+        # template may COPY optional files (e.g. `s3_credentials.py*`) that only trainkit has.
+        checkable = [s for s in copy.sources if "$" not in s and "://" not in s]
+        matched = [s for s in checkable if any(_covers(s, target) for target in context)]
+        for source in checkable:
+            if source in matched or (_is_glob(source) and matched):
+                continue
+            report.error(
+                where,
+                f"{copy.instruction} source {source!r} is not in the platform's build "
+                "context (its common files, cvat_dataset.py, dataset.py, export.py, "
+                "custom.json, presets.json, export_config.json, train_config.json and "
+                "this template's docker/ files)",
+            )
+
+    for filename in layout.DOCKERFILE_MUST_COPY:
+        actual = [c for c in copies if any(_covers(s, filename) for s in c.sources)]
+        if not actual:
+            report.error(where, f"does not COPY {filename} (the platform expects it in WORKDIR)")
+            continue
+        real = _destination(actual[0], filename)
+        expected = _platform_destination(copies, filename)
+        if real != expected:
+            report.warning(
+                where,
+                f"the platform will look for {filename} at {expected}, but the Dockerfile "
+                f"copies it to {real}",
+            )

@@ -1,0 +1,174 @@
+"""The platform's structural rules (DESIGN.md §3), applied to an extracted tree.
+
+`extract_root` is the directory the ZIP was extracted into (or, for a directory being
+validated, its parent seen through a one-entry view); it must hold exactly one directory, the
+template root. Messages quote the platform's own wording where it has one.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainkit import layout
+from trainkit.names import NAME_KINDS, name_error
+from trainkit.validation import schemas
+from trainkit.validation.report import ARCHIVE, Report
+
+PLATFORM_SINGLE_DIR = "Archive did not extract as a single directory."
+PLATFORM_CONFIG_DIRS = "None or multiple configuration directories 'config/' found."
+PLATFORM_DEPTH = (
+    "Either provider, category or architecture are missing or there are additional parent "
+    "directories relative to 'config/'."
+)
+
+
+@dataclass
+class Tree:
+    """What the structural checks found; `arch_dir` is None when it could not be located."""
+
+    extract_root: Path
+    root: Path
+    arch_dir: Path | None
+
+    def rel(self, path: Path) -> str:
+        """A path as it appears inside the ZIP."""
+        return path.relative_to(self.extract_root).as_posix()
+
+
+def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """(directories, files, symlinks) below root, sorted, never following links."""
+    dirs: list[Path] = []
+    files: list[Path] = []
+    links: list[Path] = []
+    for current, dirnames, filenames in os.walk(root):
+        base = Path(current)
+        for name in sorted(dirnames):
+            path = base / name
+            (links if path.is_symlink() else dirs).append(path)
+        dirnames[:] = sorted(d for d in dirnames if not (base / d).is_symlink())
+        for name in sorted(filenames):
+            path = base / name
+            (links if path.is_symlink() else files).append(path)
+    return sorted(dirs), sorted(files), sorted(links)
+
+
+def _is_excluded_file(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in layout.EXCLUDED_FILE_PATTERNS)
+
+
+def _check_required(tree: Tree, base: Path, schema_file: str, report: Report) -> None:
+    schema = schemas.SCHEMAS[schema_file]()
+    for rel, kind in schemas.required_entries(schema):
+        path = base / rel
+        where = tree.rel(path)
+        shown = path.relative_to(tree.root).as_posix()
+        if not path.exists() and not path.is_symlink():
+            report.error(where, f"Entry '{shown}' not found (required by validation/{schema_file})")
+        elif kind == "file" and not path.is_file():
+            report.error(where, f"Entry '{shown}' must be a file (validation/{schema_file})")
+        elif kind == "directory" and not path.is_dir():
+            report.error(where, f"Entry '{shown}' must be a directory (validation/{schema_file})")
+
+
+def check_structure(extract_root: Path, report: Report, only: str | None = None) -> Tree | None:
+    """Check the tree below `extract_root`; `only` restricts the view to one top-level entry
+    (validating a template root directory in place, without its siblings)."""
+    top = [only] if only is not None else sorted(p.name for p in extract_root.iterdir())
+    if (
+        len(top) != 1
+        or not (extract_root / top[0]).is_dir()
+        or (extract_root / top[0]).is_symlink()
+    ):
+        found = ", ".join(top) if top else "nothing"
+        report.error(ARCHIVE, f"{PLATFORM_SINGLE_DIR} Top level holds: {found}")
+        return None
+    root = extract_root / top[0]
+    tree = Tree(extract_root, root, None)
+    dirs, files, links = _walk(root)
+
+    for link in links:
+        report.error(tree.rel(link), "symlink; a template must not contain symlinks")
+
+    for d in dirs:
+        if d.name in layout.EXCLUDED_DIR_NAMES and not any(
+            p.name in layout.EXCLUDED_DIR_NAMES for p in d.relative_to(root).parents if p.name
+        ):
+            report.warning(tree.rel(d), "directory should not be packaged (cache/output/data)")
+    for f in files:
+        if _is_excluded_file(f.name):
+            report.warning(tree.rel(f), "file should not be packaged (cache/checkpoint)")
+
+    # The platform counts every directory with a path part named 'config'.
+    config_dirs = [d for d in dirs if layout.CONFIG_DIR in d.relative_to(extract_root).parts]
+    if len(config_dirs) != 1:
+        detail = (
+            "found none"
+            if not config_dirs
+            else "found " + ", ".join(f"'{tree.rel(d)}'" for d in config_dirs)
+        )
+        report.error(tree.rel(root), f"{PLATFORM_CONFIG_DIRS} {detail}")
+    else:
+        config_dir = config_dirs[0]
+        arch = config_dir.parent
+        parts = arch.relative_to(root).parts
+        if len(parts) != 3:
+            report.error(
+                tree.rel(config_dir),
+                f"{PLATFORM_DEPTH} config/ must be at provider/category/architecture/config, "
+                f"found at depth {len(parts) + 1}",
+            )
+        else:
+            tree.arch_dir = arch
+            for kind, value, path in zip(
+                NAME_KINDS, parts, (arch.parent.parent, arch.parent, arch), strict=True
+            ):
+                if message := name_error(kind, value):
+                    report.warning(tree.rel(path), f"{message}; trainkit tools reject this name")
+
+    _check_required(tree, root, "common.json", report)
+    if tree.arch_dir is not None:
+        _check_required(tree, tree.arch_dir, "template.json", report)
+        check_platform_lookups(tree.arch_dir, tree.rel, report)
+
+    for f in files:
+        if f.suffix in (".json", ".jsonschema"):
+            try:
+                json.loads(f.read_bytes().decode("utf-8"))
+            except (UnicodeDecodeError, ValueError) as exc:
+                shown = f.relative_to(root).as_posix()
+                report.error(tree.rel(f), f"Invalid JSON file '{shown}': {exc}")
+    return tree
+
+
+def check_platform_lookups(arch: Path, rel, report: Report) -> None:
+    """The platform finds an installed architecture's files by name below its directory:
+    the config by stem 'config', the Dockerfile by name (exactly one)."""
+    inside = sorted(
+        f
+        for f in arch.rglob("*")
+        if f.is_file() and not f.is_symlink() and not _hidden(f.relative_to(arch))
+    )
+    dockerfiles = [f for f in inside if f.name == "Dockerfile"]
+    if len(dockerfiles) > 1:
+        report.error(
+            rel(arch),
+            "more than one file named Dockerfile ("
+            + ", ".join(rel(f) for f in dockerfiles)
+            + "); the platform answers 'Dockerfile for ... not found.' unless there is one",
+        )
+    expected = arch / layout.CONFIG_DIR / "config.jsonschema"
+    for f in inside:
+        if f.stem == "config" and f != expected:
+            report.warning(
+                rel(f),
+                "the platform locates the architecture's form schema as the first file with "
+                "stem 'config'; this file may be picked instead of config/config.jsonschema",
+            )
+
+
+def _hidden(rel: Path) -> bool:
+    return any(part.startswith(".") for part in rel.parts)

@@ -1,3 +1,0 @@
-from validation.cli import main
-
-raise SystemExit(main())
