@@ -50,7 +50,9 @@ const probe = (window.trainkitForm = { ready: false, values: {}, saves: 0, lastS
 function submitForm(ref, pending, key) {
   return new Promise((resolve) => {
     pending.current[key] = resolve;
-    ref.current.submit();
+    // rjsf 4's own submit() dispatches a non-bubbling event that React 17's root listener
+    // never sees; a native requestSubmit() goes through rjsf's onSubmit (validation included).
+    ref.current.formElement.requestSubmit();
   });
 }
 
@@ -75,6 +77,12 @@ function App() {
       })
       .catch((e) => setLoadError(String(e)));
   }, []);
+
+  // rjsf's own state: what the form holds (after its default filling), not just our copy.
+  probe.rjsfState = () => ({
+    train: trainRef.current && trainRef.current.state.formData,
+    export: exportRef.current && exportRef.current.state.formData,
+  });
 
   useEffect(() => {
     probe.values = { train, export: exp };
