@@ -51,13 +51,20 @@ CONSTRUCTS: dict[str, Any] = {
             "if": {"properties": {"optimizer": {"const": "sgd"}}},
             "then": {
                 "properties": {
-                    "momentum": {"type": "number", "title": "Momentum", "minimum": 0, "default": 0.9}
+                    "momentum": {
+                        "type": "number",
+                        "title": "Momentum",
+                        "minimum": 0,
+                        "default": 0.9,
+                    }
                 }
             },
         },
         {
             "if": {"properties": {"optimizer": {"const": "adam"}}},
-            "then": {"properties": {"beta1": {"type": "number", "title": "Beta 1", "default": 0.9}}},
+            "then": {
+                "properties": {"beta1": {"type": "number", "title": "Beta 1", "default": 0.9}}
+            },
         },
     ],
     "required": ["optimizer", "epochs"],

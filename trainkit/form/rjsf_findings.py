@@ -118,4 +118,3 @@ def form_warnings(schema: dict[str, Any]) -> list[str]:
     """One message per finding: `property 'opt': <what the platform's form does>`."""
     recorded = observations()
     return [f"property {where!r}: {recorded[oid]['warning']}" for oid, where in findings(schema)]
-

@@ -35,9 +35,9 @@ EXPORT_FILENAME = "export_config.json"
 STATIC_FILES = {"/": ("index.html", "text/html"), "/form.js": ("form.js", "text/javascript")}
 # ajv 6 (rjsf 4's validator) compiles schemas with `new Function`: 'unsafe-eval' is needed.
 CSP = (
-    "default-src 'none'; script-src 'self' 'unsafe-eval'; connect-src 'self'; img-src 'self' data:; "
-    "style-src 'self' 'unsafe-inline'; font-src 'self' data:; base-uri 'none'; "
-    "form-action 'none'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self' 'unsafe-eval'; connect-src 'self'; "
+    "img-src 'self' data:; style-src 'self' 'unsafe-inline'; font-src 'self' data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
 
@@ -194,7 +194,7 @@ def _handler_for(server: FormServer) -> type[BaseHTTPRequestHandler]:
         sys_version = ""
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug("%s %s", self.address_string(), format % args)
 
         def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
