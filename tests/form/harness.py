@@ -128,3 +128,25 @@ def png_header_ok(data: bytes) -> bool:
     length, kind = struct.unpack(">I4s", data[8:16])
     crc = struct.unpack(">I", data[16 + length : 20 + length])[0]
     return kind == b"IHDR" and zlib.crc32(data[12 : 16 + length]) == crc
+
+
+def readme_screenshot(target: Path, example: str = "Acme/Classification/TinyNet") -> None:
+    """The README's picture of the form: `python -m tests.form.harness docs/form.png`."""
+    import tempfile
+
+    from trainkit import paths
+
+    with (
+        tempfile.TemporaryDirectory() as out,
+        launch_chromium() as browser,
+        open_form(browser, paths.TEMPLATES_DIR / example, Path(out)) as form,
+    ):
+        form.page.fill("#root_epochs", "0")  # show rjsf's live validation message too
+        form.page.wait_for_timeout(300)
+        form.page.screenshot(path=str(target), clip={"x": 0, "y": 0, "width": 1280, "height": 1150})
+
+
+if __name__ == "__main__":
+    import sys
+
+    readme_screenshot(Path(sys.argv[1]))
