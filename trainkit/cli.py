@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "trainkit.validate",
     "trainkit.upload",
     "trainkit.export",
+    "trainkit.form.command",
 )
 
 

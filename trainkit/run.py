@@ -45,6 +45,8 @@ class RunPlan:
     dataset_id: str
     config: dict[str, Any]
     env: dict[str, str] = field(default_factory=dict)
+    # export_config.json for the workspace (None: the architecture's config/export_config.json)
+    export_config: dict[str, Any] | None = None
 
     @property
     def workspace(self) -> Path:
@@ -89,6 +91,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="JSON object of form values; merged over the schema's defaults",
     )
     parser.add_argument(
+        "--export-config",
+        type=Path,
+        help="JSON object of ONNX export form values (e.g. saved by `trainkit form`); replaces "
+        "config/export_config.json in the workspace, as the platform does with its export form",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -119,15 +127,15 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
     return values
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path, option: str = "--config") -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise TrainkitError(f"--config {path}: no such file") from None
+        raise TrainkitError(f"{option} {path}: no such file") from None
     except json.JSONDecodeError as exc:
-        raise TrainkitError(f"--config {path}: not valid JSON: {exc}") from None
+        raise TrainkitError(f"{option} {path}: not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise TrainkitError(f"--config {path}: must hold a JSON object of form values")
+        raise TrainkitError(f"{option} {path}: must hold a JSON object of form values")
     return data
 
 
@@ -162,12 +170,20 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         minio_root=minio_root,
         dataset_id=str(args.dataset_id),
         config=config,
+        export_config=(
+            read_config_file(args.export_config, "--export-config")
+            if getattr(args, "export_config", None)
+            else None
+        ),
     )
 
 
 def prepare(plan: RunPlan) -> None:
     """Build the workspace and the run's directories and environment."""
     workspace.assemble_build_context(plan.arch_dir, plan.workspace, plan.config)
+    if plan.export_config is not None:
+        export_file = plan.workspace / "export_config.json"
+        export_file.write_text(json.dumps(plan.export_config, indent=2) + "\n", "utf-8")
     workspace.set_env_file_value(plan.workspace / ".env", "DATASET_ID", plan.dataset_id)
     plan.datasets_root.mkdir(parents=True, exist_ok=True)
     plan.output_dir.mkdir(parents=True, exist_ok=True)

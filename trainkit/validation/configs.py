@@ -17,6 +17,7 @@ from jsonschema import Draft7Validator
 from jsonschema.exceptions import SchemaError
 
 from trainkit import layout
+from trainkit.form.rjsf_findings import form_warnings
 from trainkit.validation.report import Report
 
 # Keys the platform's (and our) config_to_args.py never pass to train.py.
@@ -62,6 +63,7 @@ def check_configs(arch: Path, rel: Rel, report: Report) -> None:
         report.error(rel(presets_path), "must be a JSON object (merged into train_config.json)")
         presets = None
     if schema is not None and check_schema(schema, rel(schema_path), report):
+        check_form_rendering(schema, rel(schema_path), report)
         check_defaults_and_round_trip(
             arch, schema, presets or {}, rel(schema_path), rel(presets_path), report
         )
@@ -123,6 +125,13 @@ def check_schema(schema: Any, where: str, report: Report) -> bool:
                 )
                 ok = False
     return ok
+
+
+def check_form_rendering(schema: dict, where: str, report: Report) -> None:
+    """WARNINGs for constructs the platform's web form (rjsf) drops or refuses, as observed
+    in a real browser (trainkit/form/rjsf_observations.json)."""
+    for message in form_warnings(schema):
+        report.warning(where, message)
 
 
 def platform_argv(config: dict) -> list[str]:
