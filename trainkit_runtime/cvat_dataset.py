@@ -35,7 +35,7 @@ is an error.
 """
 
 # os.* path calls on purpose: str paths, one syscall each, 100k files.
-# ruff: noqa: PTH100, PTH105, PTH108, PTH115, PTH117, PTH123
+# ruff: noqa: PTH105, PTH108, PTH115, PTH123
 
 from __future__ import annotations
 
@@ -249,45 +249,86 @@ class _AttributeKeys(dict):
         return key
 
 
+# Attribute values of an <image> element itself that are unique per image: not interned.
+_UNIQUE_IMAGE_ATTRIBUTES = frozenset(("id", "name"))
+_intern = sys.intern
+
+
 class _XmltodictTarget:
     """ElementTree parser target that builds xmltodict-shaped values directly (no Element
     tree). Each closed child of the root is moved to `done` and dropped from the tree, so
-    memory stays bounded however many <image> elements follow."""
+    memory stays bounded however many <image> elements follow.
+
+    Memory and time per image matter at 1M images (benchmarks/bench_setup.py): attribute
+    values below the root's children (labels, `source`, `occluded`, coordinates, ...) and an
+    image's own values other than `id`/`name` (`width`, `height`, `subset`) are interned, so
+    the many equal strings of a large export are one object each; `start` also takes expat's
+    ordered attribute list (`[name, value, ...]`, built into a dict in C), and an element's
+    text list exists only once character data arrives."""
 
     def __init__(self, xml_path: Path):
         self.xml_path = xml_path
-        self.stack: list[tuple[dict, list]] = []
+        # One [item, texts] pair per open element; texts stays None until data arrives.
+        self.stack: list[list] = []
         self.done: list[tuple[str, Any]] = []
         self.root_seen = False
         self.keys = _AttributeKeys()
 
-    def start(self, tag: str, attrib: dict) -> None:
+    def _check_root(self, tag: str) -> None:
+        self.root_seen = True
+        if tag != "annotations":
+            raise DatasetError(
+                f"{self.xml_path}: root element is <{tag}>, expected <annotations> "
+                "(CVAT for images 1.1)"
+            )
+
+    def start(self, tag: str, attrib: dict | list) -> None:
         if not self.root_seen:
-            self.root_seen = True
-            if tag != "annotations":
-                raise DatasetError(
-                    f"{self.xml_path}: root element is <{tag}>, expected <annotations> "
-                    "(CVAT for images 1.1)"
-                )
-        keys = self.keys
-        self.stack.append(({keys[k]: v for k, v in attrib.items()} if attrib else {}, []))
+            self._check_root(tag)
+        item: dict[str, Any] = {}
+        if attrib:
+            if type(attrib) is not list:  # ElementTree's target protocol passes a dict
+                attrib = [x for pair in attrib.items() for x in pair]
+            keys = self.keys
+            pairs = iter(attrib)  # expat's ordered attributes: name, value, name, value, ...
+            if len(self.stack) > 1:
+                for name in pairs:
+                    item[keys[name]] = _intern(next(pairs))
+            else:  # a child of the root (<image>): its id and name are unique
+                for name in pairs:
+                    value = next(pairs)
+                    item[keys[name]] = value if name in _UNIQUE_IMAGE_ATTRIBUTES else _intern(value)
+        self.stack.append([item, None])
 
     def data(self, text: str) -> None:
-        self.stack[-1][1].append(text)
+        top = self.stack[-1]
+        if top[1] is None:
+            top[1] = [text]
+        else:
+            top[1].append(text)
 
     def end(self, tag: str) -> None:
-        item, texts = self.stack.pop()
+        stack = self.stack
+        item, texts = stack.pop()
         value: Any = item or None
-        if texts:
+        if texts is not None:
             text = "".join(texts).strip()
             if text:
                 if item:
                     item["#text"] = text
                 else:
                     value = text
-        depth = len(self.stack)
+        depth = len(stack)
         if depth > 1:
-            _push(self.stack[-1][0], tag, value)
+            parent = stack[-1][0]
+            if tag in parent:  # _push, inline: the second and later children make a list
+                existing = parent[tag]
+                if type(existing) is list:
+                    existing.append(value)
+                else:
+                    parent[tag] = [existing, value]
+            else:
+                parent[tag] = value
         elif depth == 1:
             self.done.append((tag, value))
 
@@ -334,7 +375,8 @@ def iter_cvat_annotations(xml_path: Path) -> Iterator[tuple[str, Any]]:
         # Same parser and same DTD/entity/external-reference guards; only the per-element
         # callbacks go straight to the target instead of through ElementTree's Python
         # wrappers (about 25% less parse time at 100k images).
-        expat.ordered_attributes = False
+        expat.ordered_attributes = True  # [name, value, ...]: the dict is built in C
+        expat.buffer_text = True  # one call per run of character data
         expat.StartElementHandler = target.start
         expat.EndElementHandler = target.end
         expat.CharacterDataHandler = target.data
@@ -772,15 +814,15 @@ def create_directory_structure() -> None:
 def create_images(images_path: Path, files_with_annotations: dict[Path, dict]) -> None:
     """Make `images_path` hold exactly one symlink per file (named by basename). Idempotent:
     correct links stay, stale links/files are removed (never their targets, never anything
-    outside DATASETS_ROOT); targets are not stat'ed (cheap on s3fs)."""
+    outside DATASETS_ROOT); targets are not stat'ed (cheap on s3fs). In data mode `stage`
+    (staging.py) the links point at local copies of the files, fetched first."""
     images_path = Path(images_path)
     images_path.mkdir(parents=True, exist_ok=True)
     _check_inside_root(images_path)
+    from trainkit_runtime.staging import link_targets  # the data mode: staged copies or the mount
+
     wanted: dict[str, str] = {}
-    for filepath in files_with_annotations:
-        target = os.fspath(filepath)
-        if not os.path.isabs(target):
-            target = os.path.abspath(target)
+    for target in link_targets(files_with_annotations):
         wanted[target.rpartition(os.sep)[2]] = target
     existing: dict[str, str | None] = {}
     with os.scandir(images_path) as entries:

@@ -10,6 +10,8 @@ Roots come from the environment at import time (defaults = the platform's paths)
 `load_dataset_filepaths()` takes the file list from S3 `ListObjectsV2` (one request per 1,000
 keys) when the dataset folder is an s3fs mount and credentials are at hand; a directory listing
 through s3fs costs one HEAD request per object. Otherwise it lists the folder with one scandir.
+The listing is kept (`last_listing()`, with each object's size and time when it came from S3),
+so staging (`staging.py`) copies the images without listing the bucket again.
 """
 
 # os.* path calls on purpose: str constants like the platform's, one syscall each.
@@ -22,7 +24,9 @@ import logging
 import os
 import re
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("dataset")
 
@@ -93,6 +97,11 @@ def _is_sample_name(name: str) -> bool:
 def list_dataset_dir(dataset_path: Path) -> list[Path]:
     """Sample files of a flat dataset folder: one scandir, regular files (or links to them),
     hidden files and sub-directories (`annotations/`) skipped; sorted by name."""
+    return [dataset_path / name for name in list_dataset_names(dataset_path)]
+
+
+def list_dataset_names(dataset_path: Path) -> list[str]:
+    """The names `list_dataset_dir` lists, sorted."""
     names = []
     try:
         with os.scandir(dataset_path) as entries:
@@ -108,7 +117,7 @@ def list_dataset_dir(dataset_path: Path) -> list[Path]:
     except OSError as exc:
         raise DatasetError(f"cannot list dataset directory '{dataset_path}': {exc}") from exc
     names.sort()
-    return [dataset_path / name for name in names]
+    return names
 
 
 # --- S3 listing -----------------------------------------------------------------------------
@@ -177,6 +186,84 @@ def _verify_tls() -> bool:
     return os.environ.get("S3_INSECURE", "").strip().lower() not in {"1", "true", "yes", "on"}
 
 
+@dataclass(frozen=True)
+class S3Location:
+    """Where a dataset's objects are: `s3://bucket/prefix<name>` at `endpoint_url`."""
+
+    bucket: str
+    prefix: str
+    endpoint_url: str
+    credentials: dict[str, str | None] = field(repr=False)  # never printed
+    verify: bool = True
+
+    def client(self, max_pool_connections: int = 10) -> Any:
+        """A boto3 S3 client (thread-safe: one for all staging workers)."""
+        import boto3  # optional: only the S3 path needs it
+        from botocore.config import Config
+
+        creds = self.credentials
+        return boto3.session.Session(
+            aws_access_key_id=creds["aws_access_key_id"],
+            aws_secret_access_key=creds["aws_secret_access_key"],
+            aws_session_token=creds.get("aws_session_token"),
+        ).client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            verify=self.verify,
+            region_name=os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 3},
+                max_pool_connections=max_pool_connections,
+            ),
+        )
+
+
+@dataclass
+class DatasetListing:
+    """One listing of a dataset folder: sample file names (sorted) in `root`; from S3 also
+    each object's (size in bytes, modification time in s) and where to fetch it."""
+
+    root: Path
+    names: list[str]
+    objects: dict[str, tuple[int, float]] | None = None
+    s3: S3Location | None = None
+
+    def paths(self) -> list[Path]:
+        root = self.root
+        return [root / name for name in self.names]
+
+
+_last_listing: DatasetListing | None = None
+
+
+def last_listing() -> DatasetListing | None:
+    """The listing `load_dataset_filepaths()` made last in this process (None before)."""
+    return _last_listing
+
+
+def list_s3_objects(location: S3Location) -> dict[str, tuple[int, float]]:
+    """{name: (size, mtime)} of the sample objects directly below `location.prefix`
+    (ListObjectsV2, Delimiter '/', 1,000 keys a page); hidden names and sub-folders such as
+    `annotations/` are skipped."""
+    paginator = location.client().get_paginator("list_objects_v2")
+    prefix = location.prefix
+    cut = len(prefix)
+    objects: dict[str, tuple[int, float]] = {}
+    pages = paginator.paginate(
+        Bucket=location.bucket,
+        Prefix=prefix,
+        Delimiter="/",
+        PaginationConfig={"PageSize": S3_PAGE_SIZE},
+    )
+    for page in pages:
+        for obj in page.get("Contents", ()):
+            name = obj["Key"][cut:]
+            if _is_sample_name(name) and "/" not in name:
+                objects[name] = (obj["Size"], obj["LastModified"].timestamp())
+    return objects
+
+
 def list_dataset_objects_s3(
     bucket: str,
     dataset_id: str,
@@ -189,37 +276,9 @@ def list_dataset_objects_s3(
 
     Keys map to `<datasets_root>/<id>/<name>` (default MOUNTED_DATASETS_ROOT_PATH, which is
     where s3fs shows `$MINIO_ROOT/<key>`). Hidden names and `annotations/` are skipped."""
-    import boto3  # optional: only the S3 path needs it
-    from botocore.config import Config
-
+    location = S3Location(bucket, f"datasets/{dataset_id}/", endpoint_url, credentials, verify)
     root = Path(datasets_root or MOUNTED_DATASETS_ROOT_PATH, dataset_id)
-    prefix = f"datasets/{dataset_id}/"
-    client = boto3.session.Session(
-        aws_access_key_id=credentials["aws_access_key_id"],
-        aws_secret_access_key=credentials["aws_secret_access_key"],
-        aws_session_token=credentials.get("aws_session_token"),
-    ).client(
-        "s3",
-        endpoint_url=endpoint_url,
-        verify=verify,
-        region_name=os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
-    )
-    paginator = client.get_paginator("list_objects_v2")
-    names = []
-    pages = paginator.paginate(
-        Bucket=bucket,
-        Prefix=prefix,
-        Delimiter="/",
-        PaginationConfig={"PageSize": S3_PAGE_SIZE},
-    )
-    for page in pages:
-        for obj in page.get("Contents", ()):
-            name = obj["Key"][len(prefix) :]
-            if _is_sample_name(name) and "/" not in name:
-                names.append(name)
-    names.sort()
-    return [root / name for name in names]
+    return [root / name for name in sorted(list_s3_objects(location))]
 
 
 def _s3_listing_settings(dataset_id: str) -> dict | None:
@@ -249,13 +308,23 @@ def _s3_listing_settings(dataset_id: str) -> dict | None:
     }
 
 
-def load_dataset_filepaths() -> list[Path]:
-    """The dataset's sample files (flat folder, `annotations/` and hidden files excluded)."""
+def load_dataset_listing() -> DatasetListing:
+    """List the dataset's sample files (S3 ListObjectsV2 on an s3fs mount, else one scandir)
+    and keep the listing for `last_listing()`."""
+    global _last_listing
     dataset_path = get_dataset_path()
     settings = _s3_listing_settings(dataset_path.name)
+    listing = None
     if settings is not None:
+        location = S3Location(
+            settings["bucket"],
+            f"datasets/{settings['dataset_id']}/",
+            settings["endpoint_url"],
+            settings["credentials"],
+            settings["verify"],
+        )
         try:
-            paths = list_dataset_objects_s3(**settings)
+            objects = list_s3_objects(location)
         except ImportError:
             log.warning("boto3 is not installed: listing through s3fs (one request per file)")
         except Exception as exc:  # any S3/network failure: the mount still works
@@ -267,6 +336,14 @@ def load_dataset_filepaths() -> list[Path]:
                 exc,
             )
         else:
-            log.info("listed %d files of dataset %s via S3", len(paths), settings["dataset_id"])
-            return paths
-    return list_dataset_dir(dataset_path)
+            log.info("listed %d files of dataset %s via S3", len(objects), settings["dataset_id"])
+            listing = DatasetListing(dataset_path, sorted(objects), objects, location)
+    if listing is None:
+        listing = DatasetListing(dataset_path, list_dataset_names(dataset_path))
+    _last_listing = listing
+    return listing
+
+
+def load_dataset_filepaths() -> list[Path]:
+    """The dataset's sample files (flat folder, `annotations/` and hidden files excluded)."""
+    return load_dataset_listing().paths()

@@ -409,6 +409,17 @@ def _stable_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _data_mode() -> str:
+    """The configured data mode (staging.py): switching stage/stream redoes the setup."""
+    from trainkit_runtime.dataset import DatasetError
+    from trainkit_runtime.staging import configured_mode
+
+    try:
+        return configured_mode()
+    except DatasetError as exc:  # setup itself reports it
+        return str(exc)
+
+
 def _setup_key(key: Any) -> str:
     if key is None:
         parts: dict[str, Any] = {"dataset_id": os.environ.get("DATASET_ID", "")}
@@ -419,6 +430,7 @@ def _setup_key(key: Any) -> str:
         with contextlib.suppress(OSError):
             st = annotations.stat()
             parts["annotations"] = [st.st_size, st.st_mtime_ns]
+        parts["data_mode"] = _data_mode()
         key = parts
     text = key if isinstance(key, str) else _stable_json(key)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -446,10 +458,10 @@ def setup_once(fn: Callable[[], Any], key: Any = None) -> bool:
 
     All processes of a node may call this at once: an fcntl lock under $DATASETS_ROOT lets one
     run `fn` while the others wait, then they see its done-marker and skip. The marker holds
-    `key` (default: DATASET_ID + train_config.json + the annotation file's size/mtime; both
-    before and after `fn`, since setup.py's finalize_config rewrites train_config.json), so a
-    re-started container skips the work and a changed dataset or config redoes it. If `fn`
-    raises, no marker is written and the exception propagates."""
+    `key` (default: DATASET_ID + train_config.json + the annotation file's size/mtime + the
+    data mode; both before and after `fn`, since setup.py's finalize_config rewrites
+    train_config.json), so a re-started container skips the work and a changed dataset, config
+    or data mode redoes it. If `fn` raises, no marker is written and the exception propagates."""
     root = datasets_root()
     marker = root / SETUP_DONE_FILENAME
     lock = root / SETUP_LOCK_FILENAME

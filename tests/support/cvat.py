@@ -89,7 +89,7 @@ def runtime_fixture(tmp_path: Path, monkeypatch) -> Iterator[Runtime]:
     monkeypatch.setenv("DATASET_ID", "1")
     monkeypatch.setenv("MINIO_ROOT", str(minio))
     monkeypatch.setenv("DATASETS_ROOT", str(datasets))
-    for var in ("S3_HOST", "S3_BUCKET_NAME"):
+    for var in ("S3_HOST", "S3_BUCKET_NAME", "TRAINKIT_DATA_MODE", "TRAINKIT_STAGE_DIR"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(dataset, "MINIO_ROOT_PATH", str(minio))
     monkeypatch.setattr(dataset, "MOUNTED_DATASETS_ROOT_PATH", str(minio / "datasets"))
