@@ -14,8 +14,8 @@ pointed at temp dirs by env:
 
 Floor and setup runs alternate (`--runs` setups between `--runs` + 1 floors) and setup/floor is
 the best (least disturbed) setup over the best floor: on a shared machine the same work can take
-several times longer from one minute to the next. Printed per size: wall and CPU seconds, images/s, max RSS of the setup process, the
-floor and setup/floor. Targets (issue 14): setup <= 1.3 x floor at 100k and 1M images, max RSS
+several times longer from one minute to the next. Printed per size: wall and CPU seconds,
+images/s, max RSS of the setup process, the floor and setup/floor. Targets (issue 14): setup <= 1.3 x floor at 100k and 1M images, max RSS
 <= 1.5 GB at 1M.
 
     python benchmarks/bench_setup.py                       # 1000 10000 100000 1000000
@@ -127,7 +127,8 @@ def run_floor(root: Path, work: Path, env: dict[str, str]) -> dict:
     out = root / "floor-links"
     shutil.rmtree(out, ignore_errors=True)
     try:
-        argv = ["bench_floor_child.py", str(dataset), str(dataset / "annotations" / "annotations.xml"), str(out)]  # fmt: skip
+        xml_path = dataset / "annotations" / "annotations.xml"
+        argv = ["bench_floor_child.py", str(dataset), str(xml_path), str(out)]
         result = _child(argv, work, env, "floor")
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -166,8 +167,13 @@ def run_size(root: Path, n: int, task: str, labels: str, runs: int) -> dict:
     floor = min(floors, key=lambda r: r["seconds"])
     if setup["images"] != n or floor["links"] != n:
         raise SystemExit(f"expected {n} images, setup used {setup['images']}")
-    return {**setup, "floor": floor, "ratio": setup["seconds"] / floor["seconds"],
-            "max_rss_kb": max(r["max_rss_kb"] for r in setups), "generated_s": generated}  # fmt: skip
+    return {
+        **setup,
+        "floor": floor,
+        "ratio": setup["seconds"] / floor["seconds"],
+        "max_rss_kb": max(r["max_rss_kb"] for r in setups),
+        "generated_s": generated,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["classification", "detection", "segmentation"])  # fmt: skip
     parser.add_argument("--labels", default="coco", choices=["coco", "yolo"])
     parser.add_argument("--runs", type=int, default=3,
-                        help="setup runs per size, each between two floor runs; the best of each is compared")  # fmt: skip
+                        help="setup runs per size (between floor runs); the best of each counts")  # fmt: skip
     parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()))
     args = parser.parse_args(argv)
 

@@ -143,7 +143,7 @@ def test_bad_mode_is_one_error_naming_value_and_source(runtime, monkeypatch):
     with pytest.raises(DatasetError, match=r"TRAINKIT_DATA_MODE='fast' \(from the \.env\)"):
         staging.configured_mode()
     monkeypatch.setenv("TRAINKIT_DATA_MODE", "copy")
-    with pytest.raises(DatasetError, match="'copy' .from the environment. is not one of auto"):
+    with pytest.raises(DatasetError, match=r"'copy' .from the environment. is not one of auto"):
         staging.configured_mode()
 
 
@@ -296,7 +296,7 @@ def test_stage_dir_setting_and_bad_numbers(runtime, moto, s3_dataset, monkeypatc
     monkeypatch.setenv("TRAINKIT_STAGE_WORKERS", "0")
     (tmp_path / "elsewhere" / "1" / s3_dataset[0]).unlink()
     dataset._last_listing = None
-    with pytest.raises(DatasetError, match="TRAINKIT_STAGE_WORKERS='0' .* from 1 to 256"):
+    with pytest.raises(DatasetError, match=r"TRAINKIT_STAGE_WORKERS='0' .* from 1 to 256"):
         setup(runtime)
 
 
