@@ -15,11 +15,11 @@ pointed at temp dirs by env:
 Floor and setup runs alternate (`--runs` setups between `--runs` + 1 floors) and setup/floor is
 the best (least disturbed) setup over the best floor: on a shared machine the same work can take
 several times longer from one minute to the next. Printed per size: wall and CPU seconds,
-images/s, max RSS of the setup process, the floor and setup/floor. Targets (issue 14): setup <= 1.3 x floor at 100k and 1M images, max RSS
-<= 1.5 GB at 1M.
+images/s, max RSS of the setup process, the floor and setup/floor. Targets (issue 14): setup
+<= 1.3 x floor at 100k and 1M images, max RSS <= 1.5 GB at 1M.
 
     python benchmarks/bench_setup.py                       # 1000 10000 100000 1000000
-    python benchmarks/bench_setup.py --sizes 100000 --runs 3
+    python benchmarks/bench_setup.py --sizes 100000 --runs 5
     python benchmarks/bench_setup.py --sizes 1000 --task detection --labels yolo
 
 1M images need about 3M inodes and ~4 GB on the `--tmp` filesystem (checked first); everything
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["classification", "detection", "segmentation"])  # fmt: skip
     parser.add_argument("--labels", default="coco", choices=["coco", "yolo"])
     parser.add_argument("--runs", type=int, default=3,
-                        help="setup runs per size (between floor runs); the best of each counts")  # fmt: skip
+                        help="setup runs per size, between floor runs; best of each")  # fmt: skip
     parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()))
     args = parser.parse_args(argv)
 
