@@ -7,7 +7,9 @@ For each size: a fresh moto server (S3 + STS) gets a bucket with a synthetic CVA
 classification dataset of empty placeholder images; the runtime's `mount-s3.sh` exchanges a token
 and mounts it with s3fs; then the classification `setup.py` (tests/support/
 s3_classification_setup.py: get_cvat_dataset → split → symlinks + labels) runs in a workspace
-like the image's. Every request moto logged during setup is counted and classified. Target
+like the image's, in data mode `stream` (links into the mount; `stage`, which also fetches
+every image, is measured by bench_s3_epochs.py). Every request moto logged during setup is
+counted and classified. Target
 (issue 2): at most 2 requests per 1,000 images beyond the annotation file; ListObjectsV2 costs
 one request per 1,000 keys, a readdir through s3fs one HEAD per object (`--readdir` measures
 that too, on a fresh mount). Needs root (or FUSE access), s3fs and moto[server].
@@ -93,7 +95,15 @@ def _folders(prefix: str) -> list[str]:
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def upload_dataset(server: MotoServer, root: Path, n_images: int) -> None:
+def image_payload(name: str, size: int) -> bytes:
+    """`size` deterministic bytes for the image `name` (content does not matter, bytes do)."""
+    unit = f"{name}\n".encode()
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+def upload_dataset(server: MotoServer, root: Path, n_images: int, image_bytes: int = 0) -> Path:
+    """A synthetic classification dataset of `n_images` placeholder images (`image_bytes`
+    each, default empty) in a new bucket; returns the local copy's dataset folder."""
     client = boto3.client(
         "s3",
         endpoint_url=server.url,
@@ -106,6 +116,10 @@ def upload_dataset(server: MotoServer, root: Path, n_images: int) -> None:
         root, DATASET_ID, n_images, "classification", seed=0, placeholder=True
     )
     files = [p for p in dataset.rglob("*") if p.is_file()]
+    if image_bytes:
+        for path in files:
+            if path.parent == dataset:
+                path.write_bytes(image_payload(path.name, image_bytes))
 
     def put(path: Path) -> None:
         client.put_object(
@@ -114,13 +128,15 @@ def upload_dataset(server: MotoServer, root: Path, n_images: int) -> None:
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(put, files))
+    return dataset
 
 
-def environment(work: Path, server: MotoServer) -> dict[str, str]:
+def environment(work: Path, server: MotoServer, mode: str = "stream") -> dict[str, str]:
+    """The container's environment for `mount-s3.sh` and setup.py; `mode` = the data mode."""
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "S3_", "S3FS_", "OID_", "DATASET"))
+        if not key.startswith(("AWS_", "S3_", "S3FS_", "OID_", "DATASET", "TRAINKIT_"))
         and key not in {"MINIO_ROOT", "OUTPUT_DIR"}
     }
     if ca_bundle := os.environ.get("AWS_CA_BUNDLE"):
@@ -139,6 +155,7 @@ def environment(work: Path, server: MotoServer) -> dict[str, str]:
         S3_ROLE_ARN=ROLE_ARN,
         OID_ACCESS_TOKEN="bench-oidc-token",
         DATASET_ID=DATASET_ID,
+        TRAINKIT_DATA_MODE=mode,
     )
     return env
 

@@ -8,7 +8,8 @@
 # Environment: S3_HOST, S3_BUCKET_NAME, OID_ACCESS_TOKEN, MINIO_ROOT (default /minio),
 # S3_ROLE_ARN (sent only when set), S3_INSECURE=1 (skip TLS verification: not recommended),
 # S3_REGION, S3FS_CACHE_DIR (local file cache, default ${TMPDIR:-/tmp}/s3fs-cache),
-# S3FS_STAT_CACHE_SIZE (entries, default 500000), S3FS_STAT_CACHE_EXPIRE (s, default 604800),
+# S3FS_STAT_CACHE_SIZE (entries, default 500000), S3FS_STAT_CACHE_EXPIRE (s, default 604800;
+# also FUSE's attr_timeout and entry_timeout),
 # S3FS_PARALLEL_COUNT (8), S3FS_MULTIREQ_MAX (20), S3FS_ENSURE_DISKFREE (MB kept free, 1024),
 # S3FS_MOUNT_TIMEOUT (s, 30), S3FS_DBGLEVEL (warn), S3FS_OPTIONS (extra `-o` options, comma
 # separated), AWS_SHARED_CREDENTIALS_FILE (where profile `dataset` is written), AWS_CA_BUNDLE
@@ -131,6 +132,11 @@ build_s3fs_options() {
     -o "max_stat_cache_size=${S3FS_STAT_CACHE_SIZE:-500000}"
     -o "stat_cache_expire=${S3FS_STAT_CACHE_EXPIRE:-604800}"
     -o enable_noobj_cache
+    # FUSE keeps lookups and attributes as long as s3fs's stat cache: an image read again
+    # costs 1 HEAD (s3fs_open re-stats every object it opens) instead of 2
+    # (benchmarks/bench_s3_epochs.py; the dataset does not change during a run).
+    -o "attr_timeout=${S3FS_STAT_CACHE_EXPIRE:-604800}"
+    -o "entry_timeout=${S3FS_STAT_CACHE_EXPIRE:-604800}"
     -o "parallel_count=${S3FS_PARALLEL_COUNT:-8}"
     -o "multireq_max=${S3FS_MULTIREQ_MAX:-20}"
     -o multipart_size=128

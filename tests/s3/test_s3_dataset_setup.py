@@ -51,7 +51,12 @@ def annotated_labels(xml_path: Path) -> dict[str, str]:
     }
 
 
-def test_entrypoint_sets_up_a_dataset_from_the_mounted_bucket(s3: S3Setup, tmp_path: Path):
+@pytest.mark.parametrize("mode", [None, "stream"])
+def test_entrypoint_sets_up_a_dataset_from_the_mounted_bucket(
+    s3: S3Setup, tmp_path: Path, mode: str | None
+):
+    """Default data mode (auto: the dataset fits) → links to local copies fetched from the
+    bucket; `stream` in .env → links into the mount."""
     upload = tmp_path / "upload"
     write_cvat_dataset(upload, "5", n_images=24, task="classification", seed=3)
     s3.upload_tree(upload)
@@ -59,6 +64,8 @@ def test_entrypoint_sets_up_a_dataset_from_the_mounted_bucket(s3: S3Setup, tmp_p
     assert len(truth) == 24
 
     workspace = make_workspace(tmp_path)
+    if mode is not None:
+        (workspace / ".env").write_text(f"DATASET_ID=5\nTRAINKIT_DATA_MODE={mode}\n")
     s3.mounts.append(s3.minio_root)
     result = subprocess.run(
         ["bash", "docker-entrypoint.sh"],
@@ -75,6 +82,8 @@ def test_entrypoint_sets_up_a_dataset_from_the_mounted_bucket(s3: S3Setup, tmp_p
 
     datasets = Path(s3.env["DATASETS_ROOT"])
     mounted = os.path.realpath(s3.minio_root / "datasets" / "5")
+    staged = os.path.realpath(datasets / "staged" / "5")
+    linked_to = mounted if mode == "stream" else staged
     seen: dict[str, str] = {}
     for split in ("train", "val"):
         links = sorted((datasets / "images" / split).iterdir())
@@ -82,8 +91,8 @@ def test_entrypoint_sets_up_a_dataset_from_the_mounted_bucket(s3: S3Setup, tmp_p
         assert sorted(labels) == [link.name for link in links]
         for link in links:
             assert link.is_symlink()
-            assert os.path.dirname(os.path.realpath(link)) == mounted
-            # the link resolves through the s3fs mount to the uploaded bytes
+            assert os.path.dirname(os.path.realpath(link)) == linked_to
+            # the link resolves (through the mount, or to the staged copy) to the uploaded bytes
             assert link.read_bytes() == (upload / "datasets" / "5" / link.name).read_bytes()
         seen.update(labels)
     assert seen == truth
