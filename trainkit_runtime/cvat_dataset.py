@@ -35,7 +35,7 @@ is an error.
 """
 
 # os.* path calls on purpose: str paths, one syscall each, 100k files.
-# ruff: noqa: PTH105, PTH108, PTH115, PTH123
+# ruff: noqa: PTH108, PTH115, PTH123
 
 from __future__ import annotations
 
@@ -252,6 +252,20 @@ class _AttributeKeys(dict):
 # Attribute values of an <image> element itself that are unique per image: not interned.
 _UNIQUE_IMAGE_ATTRIBUTES = frozenset(("id", "name"))
 _intern = sys.intern
+# The elements a CVAT export repeats per image or shape. Their dicts are key-sharing dicts
+# (PEP 412): the `__dict__` of an instance of one class per element name, taken and kept on its
+# own. It is a plain `dict` in every respect (type, equality, order, json) but all dicts of one
+# element name share one key table, which halves the memory of the per-image dicts (measured:
+# 728 -> 384 bytes for an <image> with a <tag> and a <box>, CPython 3.11-3.13). A class's key
+# table holds at most 30 names; past that its dicts are ordinary ones again.
+_REPEATED_ELEMENTS = (
+    "image", "box", "polygon", "polyline", "points", "tag", "mask", "ellipse", "skeleton",
+    "cuboid", "attribute", "track",
+)  # fmt: skip
+_DICT_CLASSES: dict[str, type] = {
+    name: type(f"_{name}_dict", (), {"__doc__": f"Holds the keys of <{name}> dicts."})
+    for name in _REPEATED_ELEMENTS
+}
 
 
 class _XmltodictTarget:
@@ -285,7 +299,8 @@ class _XmltodictTarget:
     def start(self, tag: str, attrib: dict | list) -> None:
         if not self.root_seen:
             self._check_root(tag)
-        item: dict[str, Any] = {}
+        shared = _DICT_CLASSES.get(tag)
+        item: dict[str, Any] = shared().__dict__ if shared is not None else {}
         if attrib:
             if type(attrib) is not list:  # ElementTree's target protocol passes a dict
                 attrib = [x for pair in attrib.items() for x in pair]
@@ -545,6 +560,8 @@ def match_files_to_annotations(
                 if image_has_annotations(value):
                     report.images_without_file += 1
                 continue
+            if base == name:  # one string for the name the path holds anyway (1M images)
+                value["@name"] = path.name
             matched[path] = value
     if labels is None or not labels.names:
         raise DatasetError(
@@ -1045,16 +1062,14 @@ def write_yolo_labels(
 
 
 def coco_labels_writer(dataset_type: str, filename: str = "labels.json") -> LabelsFn:
-    """A `create_labels_fn` writing `as_coco(...)` to `<labels dir>/<filename>`."""
-    import json
+    """A `create_labels_fn` writing `as_coco(...)` to `<labels dir>/<filename>` (atomically,
+    without a second copy of the text in memory: json_files.py)."""
+    from trainkit_runtime.json_files import write_json_atomically
 
     def write(
         labels_path: Path, label_names: list[str], files_with_annotations: dict[Path, dict]
     ) -> None:
         coco = as_coco(label_names, files_with_annotations, dataset_type=dataset_type)
-        target = Path(labels_path) / filename
-        tmp = target.with_name(f".{filename}.tmp")
-        tmp.write_text(json.dumps(coco), encoding="utf-8")
-        os.replace(tmp, target)
+        write_json_atomically(Path(labels_path) / filename, coco, allow_nan=True)
 
     return write

@@ -24,7 +24,9 @@ import logging
 import os
 import re
 import sys
+from array import array
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -222,16 +224,24 @@ class S3Location:
 @dataclass
 class DatasetListing:
     """One listing of a dataset folder: sample file names (sorted) in `root`; from S3 also
-    each object's (size in bytes, modification time in s) and where to fetch it."""
+    each object's size in bytes and modification time in s (arrays parallel to `names`, so a
+    1M-object listing costs 16 bytes an object beyond its name) and where to fetch it."""
 
     root: Path
     names: list[str]
-    objects: dict[str, tuple[int, float]] | None = None
+    sizes: array | None = None
+    mtimes: array | None = None
     s3: S3Location | None = None
 
     def paths(self) -> list[Path]:
         root = self.root
         return [root / name for name in self.names]
+
+    def objects(self) -> dict[str, tuple[int, float]]:
+        """{name: (size, mtime)} of an S3 listing ({} otherwise), built on each call."""
+        if self.sizes is None or self.mtimes is None:
+            return {}
+        return {n: (s, m) for n, s, m in zip(self.names, self.sizes, self.mtimes, strict=True)}
 
 
 _last_listing: DatasetListing | None = None
@@ -242,14 +252,15 @@ def last_listing() -> DatasetListing | None:
     return _last_listing
 
 
-def list_s3_objects(location: S3Location) -> dict[str, tuple[int, float]]:
-    """{name: (size, mtime)} of the sample objects directly below `location.prefix`
-    (ListObjectsV2, Delimiter '/', 1,000 keys a page); hidden names and sub-folders such as
-    `annotations/` are skipped."""
+def list_s3_objects(location: S3Location) -> tuple[list[str], array, array]:
+    """(names, sizes, mtimes) of the sample objects directly below `location.prefix`, sorted
+    by name (ListObjectsV2, Delimiter '/', 1,000 keys a page); hidden names and sub-folders
+    such as `annotations/` are skipped."""
     paginator = location.client().get_paginator("list_objects_v2")
     prefix = location.prefix
     cut = len(prefix)
-    objects: dict[str, tuple[int, float]] = {}
+    names: list[str] = []
+    sizes, mtimes = array("q"), array("d")
     pages = paginator.paginate(
         Bucket=location.bucket,
         Prefix=prefix,
@@ -260,8 +271,17 @@ def list_s3_objects(location: S3Location) -> dict[str, tuple[int, float]]:
         for obj in page.get("Contents", ()):
             name = obj["Key"][cut:]
             if _is_sample_name(name) and "/" not in name:
-                objects[name] = (obj["Size"], obj["LastModified"].timestamp())
-    return objects
+                names.append(name)
+                sizes.append(obj["Size"])
+                mtimes.append(obj["LastModified"].timestamp())
+    if any(a > b for a, b in pairwise(names)):  # S3 lists in UTF-8 byte (= str) order
+        order = sorted(range(len(names)), key=names.__getitem__)
+        names = [names[i] for i in order]
+        sizes, mtimes = (
+            array("q", (sizes[i] for i in order)),
+            array("d", (mtimes[i] for i in order)),
+        )
+    return names, sizes, mtimes
 
 
 def list_dataset_objects_s3(
@@ -278,7 +298,7 @@ def list_dataset_objects_s3(
     where s3fs shows `$MINIO_ROOT/<key>`). Hidden names and `annotations/` are skipped."""
     location = S3Location(bucket, f"datasets/{dataset_id}/", endpoint_url, credentials, verify)
     root = Path(datasets_root or MOUNTED_DATASETS_ROOT_PATH, dataset_id)
-    return [root / name for name in sorted(list_s3_objects(location))]
+    return [root / name for name in list_s3_objects(location)[0]]
 
 
 def _s3_listing_settings(dataset_id: str) -> dict | None:
@@ -324,7 +344,7 @@ def load_dataset_listing() -> DatasetListing:
             settings["verify"],
         )
         try:
-            objects = list_s3_objects(location)
+            names, sizes, mtimes = list_s3_objects(location)
         except ImportError:
             log.warning("boto3 is not installed: listing through s3fs (one request per file)")
         except Exception as exc:  # any S3/network failure: the mount still works
@@ -336,8 +356,8 @@ def load_dataset_listing() -> DatasetListing:
                 exc,
             )
         else:
-            log.info("listed %d files of dataset %s via S3", len(objects), settings["dataset_id"])
-            listing = DatasetListing(dataset_path, sorted(objects), objects, location)
+            log.info("listed %d files of dataset %s via S3", len(names), settings["dataset_id"])
+            listing = DatasetListing(dataset_path, names, sizes, mtimes, location)
     if listing is None:
         listing = DatasetListing(dataset_path, list_dataset_names(dataset_path))
     _last_listing = listing

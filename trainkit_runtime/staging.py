@@ -282,9 +282,11 @@ def decide(listing: DatasetListing | None, mode: str | None = None) -> Plan:
     stage_dir = _prepare_stage_dir(listing)
     _remove_other_datasets(stage_dir.parent, stage_dir.name)
     local = _local_inventory(stage_dir)
-    objects = listing.objects or {}
-    missing = [size for name, (size, mtime) in objects.items()
-               if not _is_complete(local.get(name), (size, mtime))]  # fmt: skip
+    missing = [
+        size
+        for name, (size, mtime) in listing.objects().items()
+        if not _is_complete(local.get(name), (size, mtime))
+    ]
     room = _room(stage_dir, missing)
     if room.fits:
         return Plan(
@@ -401,7 +403,7 @@ def link_targets(files: Iterable[Path]) -> list[str]:
     listing = plan.listing
     if plan.mode != "stage" or listing is None or listing.s3 is None or plan.stage_dir is None:
         return targets
-    root, objects = os.fspath(listing.root) + os.sep, listing.objects or {}
+    root, objects = os.fspath(listing.root) + os.sep, listing.objects()
     names = []
     for target in targets:
         name = target[len(root) :] if target.startswith(root) else None
