@@ -114,7 +114,7 @@ def _rotation(shape: dict, ref: ShapeRef) -> float:
     return value
 
 
-def _rotate(
+def rotate_points(
     points: list[tuple[float, float]], degrees: float, cx: float, cy: float
 ) -> list[tuple[float, float]]:
     """CVAT's rotation: about (cx, cy), clockwise on screen for positive degrees."""
@@ -181,7 +181,7 @@ def box(shape: dict, ref: ShapeRef, width: int, height: int) -> Geometry:
     corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
     rotated = rotation % 360.0 != 0.0
     if rotated:
-        corners = _rotate(corners, rotation, (x0 + x1) / 2, (y0 + y1) / 2)
+        corners = rotate_points(corners, rotation, (x0 + x1) / 2, (y0 + y1) / 2)
         bbox = _bounds(corners)
     else:
         bbox = [x0, y0, x1 - x0, y1 - y0]
@@ -213,7 +213,7 @@ def ellipse_points(cx: float, cy: float, rx: float, ry: float, rotation: float) 
         (cx + rx * math.cos(2 * math.pi * k / n), cy + ry * math.sin(2 * math.pi * k / n))
         for k in range(n)
     ]
-    return _rotate(points, rotation, cx, cy) if rotation % 360.0 else points
+    return rotate_points(points, rotation, cx, cy) if rotation % 360.0 else points
 
 
 def ellipse(shape: dict, ref: ShapeRef, width: int, height: int) -> Geometry:
