@@ -422,10 +422,12 @@ def image_annotations(
 
 
 def _finish(task: str, report: ShapeReport, caller: str, files: int) -> None:
-    if files and not report.annotations and not report.dropped:
+    """Log the summary; a split without a shape the task needs is an error (segmentation
+    needs a polygon, mask or ellipse: boxes alone would train rectangles)."""
+    if files and not any(report.used[k] for k in NEEDED_KINDS[task]):
+        if report.dropped and not report.annotations:
+            raise DatasetError(f"{caller}: no usable shape in this split: {report.summary()}")
         raise _mismatch(task, report)
-    if files and not report.annotations:
-        raise DatasetError(f"{caller}: no usable shape in this split: {report.summary()}")
     log.info("%s: %s", caller, report.summary())
 
 

@@ -200,7 +200,7 @@ def _files(dataset_dir: Path) -> list[Path]:
 def test_mixed_kinds_detection_agrees_with_datumaro(mixed, tmp_path):
     dataset_dir = mixed["detection"]
     xml = dataset_dir / "annotations" / "annotations.xml"
-    names, data, coco = ours(xml, _files(dataset_dir), "detection")
+    _names, data, coco = ours(xml, _files(dataset_dir), "detection")
     kinds = {k for image in data.values() for k in image if k in cd.ANNOTATION_SET}
     assert {"box", "polygon", "ellipse", "mask", "polyline", "points"} <= kinds
     peer_ds = datumaro_import(xml, _files(dataset_dir), tmp_path)
@@ -249,7 +249,7 @@ def test_mixed_kinds_segmentation_masks_agree_with_datumaro(mixed, tmp_path):
     for key, entries in mine.items():
         label = key[1]
         if label == "circle":
-            continue  # ellipses: datumaro does not import them (test_ellipses_match_a_dense_outline...)
+            continue  # ellipses: datumaro does not import them (see the next test)
         if label == "square":  # datumaro keeps float32 points: a pixel may flip on the edge
             a, b = union_mask(entries), union_mask(rotated[key])
             assert (a & b).sum() / (a | b).sum() > 0.97, key
