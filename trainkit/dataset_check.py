@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -198,7 +199,27 @@ def _output_path(path: Path | None, force: bool, what: str) -> Path | None:
     return path
 
 
+@contextlib.contextmanager
+def _quiet_runtime(verbose: bool) -> Iterator[None]:
+    """The runtime's INFO/WARNING lines repeat what the report says: shown with -v only."""
+    loggers = [logging.getLogger(name) for name in ("cvat_dataset", "dataset")]
+    levels = [lg.level for lg in loggers]
+    if not verbose:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def check(args: argparse.Namespace) -> int:
+    with _quiet_runtime(getattr(args, "verbose", False)):
+        return _check(args)
+
+
+def _check(args: argparse.Namespace) -> int:
     from trainkit import dataset_preview
     from trainkit_runtime.dataset import DatasetError
 
