@@ -2,7 +2,9 @@
 
 Part of the runtime package (the flat name `cvat_dataset` is an alias of it in trainkit's
 images, for existing setup.py files); standard library + defusedxml (+ tqdm for a progress bar
-when available).
+when available, Pillow to read an image size the XML lacks, numpy for brush masks). The label
+formats (`as_coco`, `as_yolo`: every CVAT shape kind) live in cvat_labels.py and the geometry
+in cvat_shapes.py; both are re-exported here under the platform's names.
 
 What a setup.py calls (names, signatures and return shapes as on the platform):
 
@@ -27,6 +29,10 @@ order of `<labels>` (task or project export; several tasks → union in order). 
 seeded and reproducible: `train-split`/`test-split` from train_config.json (default 0.8/0.2
 when both are absent), stratified by class for classification data when every class has at
 least two images.
+
+A CVAT for video 1.1 export (`<track>`s) becomes per-frame image dicts, matched to files named
+by frame number (`frame_000010.png`); `<image>`s without width/height get them from the file's
+header.
 
 Problems that do not stop training are counted and reported in one summary line: labels not
 in `<labels>` (those shapes are dropped), annotated images without a file, files without

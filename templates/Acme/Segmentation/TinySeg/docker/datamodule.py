@@ -4,8 +4,8 @@ setup.py writes `$DATASETS_ROOT/images/{train,val}/` (the images) and
 `$DATASETS_ROOT/labels/{train,val}/labels.json` (COCO: polygon `segmentation`s, and CVAT brush
 masks as uncompressed RLE `{"counts": [...], "size": [h, w]}`). Shapes are rasterised with
 Pillow into a class mask (0 = background, category k -> k + 1; a later annotation paints over
-an earlier one: setup writes them in CVAT's z_order). Replace this module to read other data; train.py only
-needs `DataModule.from_args(args, data_root)` and a LightningDataModule.
+an earlier one: setup writes them in CVAT's z_order). Replace this module to read other
+data; train.py only needs `DataModule.from_args(args, data_root)` and a LightningDataModule.
 """
 
 from __future__ import annotations
