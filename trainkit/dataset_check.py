@@ -110,6 +110,10 @@ def run_setup(minio: Path, dataset_id: str, task: str, fmt: str, config: dict, r
             report["labels"] = [{"index": i, "name": n} for i, n in enumerate(names)]
             train_size, test_size = cd.get_split_sizes(config)
             seed = config.get("split-seed", cd.DEFAULT_SPLIT_SEED)
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise cd.DatasetError(
+                    f"train_config.json: 'split-seed' = {seed!r} is not an integer"
+                )
             train, val = cd.split_dataset(files, train_size, test_size, seed=seed)
             report["split"] = {"train": len(train), "val": len(val), "train_split": train_size,
                                "test_split": test_size, "seed": seed}  # fmt: skip

@@ -193,3 +193,15 @@ def test_preview_reads_what_the_example_datamodule_reads(minio, tmp_path, task):
             assert [(cls + 1, value) for cls, _kind, value in sample.shapes] == shapes
             mask = module.rasterise(shapes, width, height, width)
             assert set(np.unique(mask)) - {0}  # something is painted, masks included
+
+
+def test_config_gives_the_split_and_bad_values_fail_like_setup(minio, tmp_path, capsys):
+    config = tmp_path / "train_config.json"
+    config.write_text(json.dumps({"train-split": 0.5, "test-split": 0.5, "split-seed": 7}))
+    code, out, _ = check(capsys, "--minio", str(minio), "--dataset-id", "2", "--task",
+                         "detection", "--config", str(config))  # fmt: skip
+    assert code == 0 and "split: 15 train, 15 val (0.5/0.5, seed 7)" in out
+    config.write_text(json.dumps({"train-split": 0.9, "test-split": 0.3}))
+    code, out, err = check(capsys, "--minio", str(minio), "--dataset-id", "2", "--task",
+                           "detection", "--config", str(config))  # fmt: skip
+    assert code == 1 and "'train-split' = 0.9 + 'test-split' = 0.3" in err
