@@ -138,10 +138,10 @@ def _side(image: dict, key: str, name: str) -> int:
     return int(value)
 
 
-def image_size(image: dict, filepath: Any) -> tuple[int, int]:
+def image_size(image: dict, filepath: Any, name: str | None = None) -> tuple[int, int]:
     """(width, height) of an `<image>` dict, validated; read from the file's header when the
     XML has none (and stored back into the dict, as strings like xmltodict's)."""
-    name = _filename(filepath)
+    name = name or _filename(filepath)
     if image.get("@width") is None or image.get("@height") is None:
         width, height = read_image_size(Path(filepath))
         image["@width"], image["@height"] = str(width), str(height)
@@ -276,6 +276,13 @@ def shape_attributes(shape: dict, ref: ShapeRef) -> dict[str, Any]:
 
 
 def _whole(shape: dict, key: str, ref: ShapeRef) -> int:
+    try:  # the common case: a plain integer string
+        value = int(shape[key])
+    except (TypeError, ValueError):
+        pass
+    else:
+        if abs(value) <= 1 << 31:
+            return value
     value = cvat_shapes.number(shape, key, ref)
     if value != int(value) or abs(value) > 1 << 31:
         raise cvat_shapes.ShapeError(f"{ref}: {key[1:]}={shape[key]!r} is out of range")
@@ -286,7 +293,7 @@ def _iscrowd(attributes: dict) -> int:
     return int(any(attributes.get(k) in (True, "1") for k in CROWD_ATTRIBUTES))
 
 
-@dataclass
+@dataclass(slots=True)
 class _Annotation:
     category: str
     bbox: list[float]
@@ -309,10 +316,13 @@ def _area_annotations(
     task: str,
     known: dict[str, int],
     report: ShapeReport,
+    attributes_wanted: bool = True,
 ) -> list[_Annotation]:
     out = []
     converted = _CONVERTED[task]
     for kind in AREA_KINDS:
+        if image.get(kind) is None:
+            continue
         for index, shape in enumerate(get_image_annotations(image, kind)):
             label = shape.get("@label")
             ref = ShapeRef(name, kind, index, str(label))
@@ -324,8 +334,8 @@ def _area_annotations(
             except EmptyShape as exc:
                 report.dropped[_reason(exc)] += 1
                 continue
-            attributes = shape_attributes(shape, ref)
-            if geometry.extra:
+            attributes = shape_attributes(shape, ref) if attributes_wanted else {}
+            if geometry.extra and attributes_wanted:
                 attributes.update(geometry.extra)
             how = "rotated box" if geometry.rotated else kind
             if how in converted:
@@ -393,10 +403,12 @@ def image_annotations(
     task: str,
     known: dict[str, int],
     report: ShapeReport,
+    attributes_wanted: bool = True,
 ) -> tuple[tuple[int, int], list[_Annotation]]:
-    """(image size, the annotations `task` makes of this image, in z_order)."""
+    """(image size, the annotations `task` makes of this image, in z_order; without
+    `attributes_wanted` (YOLO) neither attributes nor order are made)."""
     name = _filename(filepath)
-    size = image_size(image, filepath)
+    size = image_size(image, filepath, name)
     report.images += 1
     _count_kinds(image, report)
     if task == "classification":
@@ -406,7 +418,7 @@ def image_annotations(
             annotations = _area_annotations(image, name, size, task, known, report)
             uses = AREA_KINDS
     else:
-        annotations = _area_annotations(image, name, size, task, known, report)
+        annotations = _area_annotations(image, name, size, task, known, report, attributes_wanted)
         uses = AREA_KINDS
     for key, value in image.items():
         if key in ANNOTATION_SET and key not in uses and value is not None:
@@ -527,7 +539,7 @@ def _check_stems(files: dict[Path, dict]) -> None:
     """YOLO's label file is `<image stem>.txt`: two images with one stem would share it."""
     seen: dict[str, Any] = {}
     for filepath in files:
-        stem = Path(filepath).stem
+        stem = filepath.stem if isinstance(filepath, Path) else Path(filepath).stem
         if stem in seen:
             raise DatasetError(
                 f"YOLO labels: images '{_filename(seen[stem])}' and '{_filename(filepath)}' "
@@ -554,7 +566,7 @@ def as_yolo(
     with gc_paused():
         for filepath, image in files_with_annotations.items():
             (width, height), entries = image_annotations(
-                image, filepath, "detection", index, report
+                image, filepath, "detection", index, report, attributes_wanted=False
             )
             lines = []
             for a in entries:
