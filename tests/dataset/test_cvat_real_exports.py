@@ -383,3 +383,31 @@ def test_as_coco_never_writes_a_non_finite_number():
                   "@ytl": "0", "@xbr": "5", "@ybr": "5"}}  # fmt: skip
     with pytest.raises(DatasetError, match="xtl='NaN' is not a finite number"):
         cd.as_coco(["a"], {Path("x.png"): image_dict}, dataset_type="detection")
+
+
+# --- end to end: the examples train on every shape kind -------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("task", "example", "video"),
+    [("segmentation", "Acme/Segmentation/TinySeg", False),
+     ("detection", "Acme/Detection/TinyDet", True)],
+    ids=["segmentation-masks-ellipses-rotated", "detection-video"],
+)  # fmt: skip
+def test_examples_train_on_every_shape_kind(tmp_path, task, example, video):
+    from tests.support.repo import EXAMPLES_DIR
+    from tests.template.test_template_run import trainkit_run
+    from trainkit.synthetic import write_cvat_dataset
+
+    minio = tmp_path / "minio"
+    write_cvat_dataset(minio, 1, 32, task, seed=0, n_classes=4, shapes="mixed", video=video)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"epochs": 1, "max-steps": 3, "workers": 0}))
+    proc = trainkit_run(EXAMPLES_DIR / example, minio, tmp_path / "run", config)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    score = "mIoU" if task == "segmentation" else "mAP@0.5"
+    assert f"{score}: " in proc.stdout + proc.stderr
+    if task == "segmentation":
+        labels = json.loads((tmp_path / "run/datasets/labels/train/labels.json").read_text())
+        assert any(isinstance(a["segmentation"], dict) for a in labels["annotations"])
