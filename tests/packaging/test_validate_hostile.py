@@ -17,7 +17,6 @@ import pytest
 from tests.support.template_tree import ARCH, TOP, valid_files, write_zip
 from trainkit import layout
 from trainkit.validation import validate_path
-from trainkit.validation.configs import load_schema_args
 from trainkit.validation.report import Report
 
 A = f"{TOP}/{ARCH}"  # the architecture dir as it appears in the ZIP
@@ -345,7 +344,6 @@ def test_property_that_cannot_be_a_flag(sandbox):
     assert_finding(report, "ERROR", f"{TOP}/{SCHEMA}", "'batch size' cannot be a command-line flag")
 
 
-@pytest.mark.skipif(load_schema_args() is None, reason="common/schema_args.py not on main yet")
 def test_presets_not_valid_for_schema(sandbox):
     files = mutated({f"{ARCH}/config/presets.json": js({"epochs": "many"})})
     report = run(sandbox, lambda p: write_zip(p, files))

@@ -62,14 +62,20 @@ def test_no_jinja_is_left_anywhere(baked):
 
 def test_baked_python_is_ruff_clean(baked):
     root = next(iter(baked.values())).parent.parent.parent
-    config = str(PYPROJECT)
-    for command in (["format", "--check"], ["check"]):
+    python_files = sorted(root.rglob("*.py"))
+    assert len(python_files) == 5 * len(baked)  # setup, train, model, datamodule, metrics
+    for command in (["format", "--check"], ["check", "--show-files"], ["check"]):
         proc = subprocess.run(
-            [sys.executable, "-m", "ruff", *command, "--config", config, str(root)],
+            [sys.executable, "-m", "ruff", *command, "--config", str(PYPROJECT), str(root)],
+            cwd=PYPROJECT.parent,  # ruff resolves the config's `src` against the cwd
             capture_output=True,
             text=True,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        if command[0] == "format":  # every baked file was looked at: none excluded
+            assert f"{len(python_files)} files already formatted" in proc.stdout, proc.stdout
+        elif "--show-files" in command:
+            assert sorted(Path(line) for line in proc.stdout.split()) == python_files
 
 
 def test_json_files_parse_and_schema_is_draft7(baked):
