@@ -126,6 +126,7 @@ def environment(work: Path, server: MotoServer) -> dict[str, str]:
     if ca_bundle := os.environ.get("AWS_CA_BUNDLE"):
         env["AWS_CA_BUNDLE"] = ca_bundle
     env.update(
+        PYTHON=sys.executable,  # mount-s3.sh's STS helper: this environment's interpreter
         HOME=str(work / "home"),
         AWS_SHARED_CREDENTIALS_FILE=str(work / "home" / ".aws" / "credentials"),
         MINIO_ROOT=str(work / "minio"),

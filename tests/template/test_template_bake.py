@@ -216,6 +216,11 @@ BAD_ANSWERS = [
     ({"task": "segmentation", "label_format": "YOLO"}, "label_format 'YOLO' does not work"),
     ({"label_format": "VOC"}, "label_format 'VOC' must be one of"),
     ({"score_name": "acc(%)"}, "score_name 'acc(%)' must match"),
+    ({"author_name": 'Jane "JD" Doe'}, """author_name 'Jane "JD" Doe' must not contain '"'"""),
+    ({"author_name": "a\\b"}, "author_name 'a\\\\b' must not contain '\\\\'"),
+    ({"author_email": "$(id)@x.org"}, "author_email '$(id)@x.org' must not contain '$'"),
+    ({"author_name": "`id`"}, "author_name '`id`' must not contain '`'"),
+    ({"author_name": "Jane\nDoe"}, "author_name 'Jane\\nDoe' must not contain '\\n'"),
 ]
 
 
@@ -239,6 +244,14 @@ def test_bad_answers_are_rejected_and_nothing_is_written(tmp_path, extra, messag
     errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1 and message in errors[0], proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_author_with_single_quote_and_non_ascii_reaches_the_dockerfile_label(tmp_path):
+    author, email = "Zoë O'Brien", "zoe.o'brien@example.org"
+    provider = bake(tmp_path, {"author_name": author, "author_email": email})
+    (dockerfile,) = provider.rglob("Dockerfile")
+    labels = DockerfileParser(path=str(dockerfile)).labels
+    assert labels["org.opencontainers.image.authors"] == f"{author} <{email}>"
 
 
 def test_existing_architecture_is_refused_and_kept(tmp_path):
