@@ -100,7 +100,7 @@ def test_yolo_setup_for_detection(tmp_path):
         for line in lines:
             cls, *coords = line.split()
             assert cls in {"0", "1", "2"}
-            assert all(0 < float(c) <= 1 for c in coords)
+            assert len(coords) == 4 and all(0 < float(c) <= 1 for c in coords), line
 
 
 def test_names_with_spaces_and_unicode_and_duplicate_basenames(stock_workspace):
