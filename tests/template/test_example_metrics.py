@@ -215,23 +215,24 @@ TRUTH_MASKS = [
      [2, 2, 0, 0]],
 ]  # fmt: skip
 PREDICTED_MASKS = [
-    [[0, 1, 1, 1],
+    [[0, 0, 0, 1],
      [0, 0, 1, 0],
      [2, 0, 0, 0]],
-    [[1, 1, 0, 0],
+    [[1, 0, 0, 0],
      [2, 2, 2, 0],
      [2, 0, 0, 0]],
 ]  # fmt: skip
 # Counted by hand: CONFUSION[truth][predicted] over the 24 pixels.
 CONFUSION = [
-    [9, 1, 1, 0],
-    [2, 5, 0, 0],
+    [10, 0, 1, 0],
+    [4, 3, 0, 0],
     [2, 0, 4, 0],
     [0, 0, 0, 0],
 ]
-# IoU = TP / (row + column - TP): class 0: 9/(11+13-9) = 3/5, class 1: 5/(7+6-5) = 5/8,
-# class 2: 4/(6+5-4) = 4/7; class 3 is absent from both and left out.
-EXPECTED_MIOU = (Fraction(3, 5) + Fraction(5, 8) + Fraction(4, 7)) / 3
+# IoU = TP / (row + column - TP): class 0: 10/(11+16-10) = 10/17, class 1: 3/(7+3-3) = 3/7,
+# class 2: 4/(6+5-4) = 4/7; class 3 is absent from both and left out. (Without background the
+# mean would be 1/2; with class 3 counted as 0, 0.397.)
+EXPECTED_MIOU = (Fraction(10, 17) + Fraction(3, 7) + Fraction(4, 7)) / 3
 
 
 def one_hot_logits(masks: list[list[list[int]]], num_classes: int) -> torch.Tensor:
