@@ -80,20 +80,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _answers_line(plan: Plan, show_all: bool) -> str | None:
-    shown = [
-        f"{key}={value} ({plan.answer_sources.get(key, 'template default')})"
-        for key, value in sorted(plan.answers.items())
-        if show_all or plan.answer_sources.get(key, record.RECORD_NAME) != record.RECORD_NAME
+def _answer_lines(plan: Plan) -> list[str]:
+    """Without a record: every answer the base was baked with and where it came from. With
+    one: only the answers that differ from it."""
+    if plan.has_record:
+        keys = [k for k in sorted(plan.answers) if plan.answer_sources.get(k) != record.RECORD_NAME]
+        shown = {k: plan.answers[k] for k in keys if k in plan.answer_sources}
+        title = "answers changed:"
+    else:
+        shown = dict(sorted(plan.base_answers.items()))
+        title = f"no {record.RECORD_NAME}; made with these answers (KEY=VALUE to correct):"
+    if not shown:
+        return []
+    width = max(len(f"{k}={v}") for k, v in shown.items())
+    return [title] + [
+        f"  {f'{k}={v}':<{width}}  {plan.answer_sources.get(k, 'template default')}"
+        for k, v in shown.items()
     ]
-    return "answers: " + ", ".join(shown) if shown else None
 
 
 def describe(plan: Plan, dry_run: bool) -> list[str]:
     lines = [f"{plan.arch_dir}: template {plan.base} -> {plan.theirs}"]
-    rec_less = not (plan.arch_dir / record.RECORD_NAME).is_file()
-    if answers := _answers_line(plan, show_all=rec_less):
-        lines.append(answers)
+    lines += _answer_lines(plan)
     lines += [f"note: {note}" for note in plan.notes]
     width = max((len(c.path) for c in plan.changes), default=0)
     for change in plan.changes:

@@ -59,8 +59,10 @@ class Plan:
     arch_dir: Path
     base: versions.TemplateVersion
     theirs: versions.TemplateVersion
-    answers: dict[str, Any]
+    answers: dict[str, Any]  # theirs, resolved (what the new record holds)
     answer_sources: dict[str, str]
+    base_answers: dict[str, Any] = field(default_factory=dict)
+    has_record: bool = True
     changes: list[Change] = field(default_factory=list)
     record_text: str = ""
     record_changed: bool = True
@@ -275,7 +277,7 @@ def make_plan(
     rec = record.read_record(arch_dir)
     base = _base_version(arch_dir, rec, theirs, from_version, base_template)
     base_answers, theirs_answers, sources = _answers(arch_dir, rec, base, overrides)
-    plan = Plan(arch_dir, base, theirs, theirs_answers, sources)
+    plan = Plan(arch_dir, base, theirs, theirs_answers, sources, base_answers, rec is not None)
     if rec is not None and base.hash == theirs.hash and theirs_answers == rec.answers:
         plan.record_changed = False  # same template, same answers: nothing can change
         plan.answers = dict(rec.answers)

@@ -233,9 +233,12 @@ def bake(version: TemplateVersion, answers: dict[str, Any]) -> Bake:
     with tempfile.TemporaryDirectory(prefix="trainkit-update-bake-") as tmp:
         sandbox = Path(tmp)
         template = sandbox / SANDBOX_TEMPLATE
-        shutil.copytree(version.template_dir, template, ignore=_ignore)
-        for name, source in version.beside:
-            shutil.copytree(source, sandbox / name, ignore=_ignore)
+        try:
+            shutil.copytree(version.template_dir, template, ignore=_ignore)
+            for name, source in version.beside:
+                shutil.copytree(source, sandbox / name, ignore=_ignore)
+        except OSError as exc:
+            raise BakeError(f"template {version.name}: cannot read it: {exc}") from None
         out, replays, log = sandbox / "out", sandbox / "replay", sandbox / "hooks.log"
         cc_logger = logging.getLogger("cookiecutter")
         level = cc_logger.level
