@@ -5,11 +5,14 @@ which program happens to be installed gives different files on a laptop and in C
 the classic diff3 (the algorithm of GNU diff3 and Bazaar's merge3): align base with each side
 (difflib, no junk heuristic), take the regions where all three agree as fixed points, and
 between them take whichever side changed; when both changed differently, emit a conflict
-with git's default markers. As in git's default ("zealous") level, lines both sides share at
-the start or end of a conflict are moved out of it, identical changes on both sides merge
-cleanly, and changes that touch or adjoin each other conflict. tests/update/test_merge.py
-checks it against `git merge-file` on generated edits. Unlike git it does not join conflicts
-that are separated only by lines without letters or digits (git's ALNUM refinement).
+with git's default markers. As git's default level (XDL_MERGE_ZEALOUS_ALNUM) does: identical
+changes on both sides merge cleanly, changes that touch or adjoin each other conflict, lines
+both sides of a conflict have in common are taken out of it, and conflicts with
+three unchanged lines or fewer (or only lines without letters or digits) between them are
+joined.
+tests/update/test_merge.py checks the result against `git merge-file` on generated edits.
+Where the two differ it is in the alignment of repeated lines (difflib finds the longest
+matching blocks, git's xdiff a shortest edit script).
 """
 
 from __future__ import annotations
@@ -62,26 +65,74 @@ def _terminated(lines: list[str]) -> list[str]:
     return lines
 
 
-def _conflict(ours: list[str], theirs: list[str], labels: tuple[str, str]) -> list[str]:
-    head = 0
-    while head < min(len(ours), len(theirs)) and ours[head] == theirs[head]:
-        head += 1
-    tail = 0
-    while (
-        tail < min(len(ours), len(theirs)) - head
-        and ours[len(ours) - 1 - tail] == theirs[len(theirs) - 1 - tail]
-    ):
-        tail += 1
-    mine, other = ours[head : len(ours) - tail], theirs[head : len(theirs) - tail]
-    return [
-        *ours[:head],
-        f"{START} {labels[0]}\n",
-        *_terminated(mine),
-        f"{MIDDLE}\n",
-        *_terminated(other),
-        f"{END} {labels[1]}\n",
-        *ours[len(ours) - tail :],
-    ]
+# A merged file as a list of regions: ("same", lines) the same in ours and theirs, ("take",
+# lines) changed by one side only, ("conflict", ours, theirs).
+Region = tuple
+
+
+def _refined(ours: list[str], theirs: list[str]) -> list[Region]:
+    """git's refinement of a conflict: the lines both sides have in common (aligned with
+    each other) are taken out of it, leaving one conflict per differing stretch."""
+    if not ours or not theirs:
+        return [("conflict", ours, theirs)]
+    regions: list[Region] = []
+    matcher = SequenceMatcher(None, ours, theirs, autojunk=False)
+    for tag, o_lo, o_hi, t_lo, t_hi in matcher.get_opcodes():
+        if tag == "equal":
+            regions.append(("same", ours[o_lo:o_hi]))
+        else:
+            regions.append(("conflict", ours[o_lo:o_hi], theirs[t_lo:t_hi]))
+    return regions
+
+
+def _has_alnum(lines: list[str]) -> bool:
+    return any(ch.isalnum() for line in lines for ch in line)
+
+
+def _simplified(regions: list[Region]) -> list[Region]:
+    """git's simplification: two conflicts with at most 3 unchanged lines between them,
+    or only lines without letters or digits, become one conflict (it reads more easily)."""
+    out: list[Region] = []
+    for region in regions:
+        if (
+            region[0] == "conflict"
+            and len(out) >= 2
+            and out[-1][0] == "same"
+            and out[-2][0] == "conflict"
+            and (len(out[-1][1]) <= 3 or not _has_alnum(out[-1][1]))
+        ):
+            between = out.pop()[1]
+            _, ours, theirs = out.pop()
+            region = ("conflict", [*ours, *between, *region[1]], [*theirs, *between, *region[2]])
+        out.append(region)
+    return out
+
+
+def _regions(base: list[str], ours: list[str], theirs: list[str]) -> list[Region]:
+    regions: list[Region] = []
+    at_b = at_o = at_t = 0
+    for b_lo, b_hi, o_lo, o_hi, t_lo, t_hi in _sync_regions(base, ours, theirs):
+        chunk_b, chunk_o, chunk_t = base[at_b:b_lo], ours[at_o:o_lo], theirs[at_t:t_lo]
+        if chunk_o == chunk_t:  # unchanged, or changed alike: git sees no hunk here
+            regions.append(("same", chunk_o))
+        elif chunk_t == chunk_b:
+            regions.append(("take", chunk_o))
+        elif chunk_o == chunk_b:
+            regions.append(("take", chunk_t))
+        else:
+            regions += _refined(chunk_o, chunk_t)
+        regions.append(("same", base[b_lo:b_hi]))
+        at_b, at_o, at_t = b_hi, o_hi, t_hi
+    # neighbouring "same" regions are one stretch of unchanged lines (what git counts)
+    joined: list[Region] = []
+    for region in regions:
+        if region[0] == "same" and not region[1]:
+            continue  # (an empty "take" stays: a deletion is a hunk to git, it separates)
+        if region[0] == "same" and joined and joined[-1][0] == "same":
+            joined[-1] = ("same", [*joined[-1][1], *region[1]])
+        else:
+            joined.append(region)
+    return joined
 
 
 def merge3(
@@ -93,16 +144,11 @@ def merge3(
         raise ValueError(f"more than {MAX_MERGE_LINES} lines; not merged line by line")
     out: list[str] = []
     conflicts = 0
-    at_b = at_o = at_t = 0
-    for b_lo, b_hi, o_lo, o_hi, t_lo, t_hi in _sync_regions(b, o, t):
-        chunk_b, chunk_o, chunk_t = b[at_b:b_lo], o[at_o:o_lo], t[at_t:t_lo]
-        if chunk_o == chunk_t or chunk_t == chunk_b:
-            out += chunk_o
-        elif chunk_o == chunk_b:
-            out += chunk_t
-        else:
-            out += _conflict(chunk_o, chunk_t, labels)
-            conflicts += 1
-        out += b[b_lo:b_hi]
-        at_b, at_o, at_t = b_hi, o_hi, t_hi
+    for region in _simplified(_regions(b, o, t)):
+        if region[0] != "conflict":
+            out += region[1]
+            continue
+        conflicts += 1
+        out += [f"{START} {labels[0]}\n", *_terminated(region[1]), f"{MIDDLE}\n"]
+        out += [*_terminated(region[2]), f"{END} {labels[1]}\n"]
     return MergeResult("".join(out), conflicts)
