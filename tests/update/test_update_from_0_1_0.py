@@ -109,7 +109,7 @@ def test_vendored_runtime_copies_go_away_unless_edited(tmp_path):
     proc = trainkit("update", str(arch))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(
-        r"^  vendor_runtime=True +read from docker/config.py exists$", proc.stdout, re.M
+        r"^  vendor_runtime=True +docker/config.py exists$", proc.stdout, re.M
     )
     kept = r"^  KEEP +docker/run_control.py +no longer in the template, but you edited it"
     assert re.search(kept, proc.stdout, re.M), proc.stdout

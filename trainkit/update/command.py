@@ -129,7 +129,7 @@ def check(args: argparse.Namespace) -> int:
     plan_record = record.read_record(args.arch_dir)
     installed = versions.installed()
     if plan_record is not None and plan_record.template_hash == installed.hash:
-        print(f"{args.arch_dir}: up to date (template {installed})")
+        print(f"{args.arch_dir}: up to date with template {installed}")
         return 0
     made = (
         f"template {plan_record.template_hash[:19]} (trainkit {plan_record.trainkit_version})"
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
             base_template=args.base_template,
         )
         if plan.up_to_date:
-            print(f"{args.arch_dir}: up to date (template {plan.theirs})")
+            print(f"{args.arch_dir}: up to date with template {plan.theirs}")
             return 0
         if not args.dry_run:
             apply(plan)

@@ -215,7 +215,7 @@ def _answers(
     else:
         inferred = versions.infer_answers(base, arch_dir)
         base_answers = {key: value for key, (value, _) in inferred.items()}
-        sources |= {key: f"read from {where}" for key, (_, where) in inferred.items()}
+        sources |= {key: where for key, (_, where) in inferred.items()}
         base_answers |= names
         sources |= {key: "directory" for key in names}
         base_answers |= overrides

@@ -161,7 +161,7 @@ def recognise(arch_dir: Path) -> TemplateVersion | None:
 
 
 def infer_answers(version: TemplateVersion, arch_dir: Path) -> dict[str, tuple[Any, str]]:
-    """answer -> (value, where it was read) for the answers `version`'s rules can read back."""
+    """answer -> (value, how it was found) for the answers `version`'s rules can read back."""
     found: dict[str, tuple[Any, str]] = {}
     for rule in version.infer:
         if rule.answer in found:
@@ -179,7 +179,7 @@ def infer_answers(version: TemplateVersion, arch_dir: Path) -> dict[str, tuple[A
         match = re.search(rule.pattern or "", text, re.MULTILINE)
         if match:
             value = match.group(rule.group)
-            found[rule.answer] = (rule.values.get(value, value), rule.file)
+            found[rule.answer] = (rule.values.get(value, value), f"read from {rule.file}")
     return found
 
 
