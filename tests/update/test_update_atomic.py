@@ -12,7 +12,7 @@ from trainkit import cli
 from trainkit.update import apply as apply_module
 from trainkit.update import versions
 from trainkit.update.apply import apply
-from trainkit.update.plan import STAGING_PREFIX, UpdateError, make_plan
+from trainkit.update.plan import STAGING_PREFIX, WRITES, UpdateError, make_plan
 
 from .conftest import make_arch, snapshot
 
@@ -31,29 +31,34 @@ def arch(tmp_path, v1):
     return arch
 
 
-@pytest.mark.parametrize("fail_at", [1, 2, 3, 4, 5])
-def test_failure_midway_leaves_the_directory_byte_identical(arch, v2, monkeypatch, fail_at):
-    """The n-th file operation fails (the plan has 5 puts/removes + the record)."""
+def test_failure_at_every_step_leaves_the_directory_byte_identical(arch, v2, monkeypatch):
+    """The n-th file operation fails, for every n of the plan (puts, removes, the record)."""
     plan = make_plan(arch, theirs=v2)
+    steps = sum(c.action in (*WRITES, "remove") for c in plan.changes) + plan.record_changed
+    assert steps == 7  # 3 updated or merged, 2 removed, 1 added, the record
     before = snapshot(arch.parent.parent.parent)
-    calls = {"n": 0}
     real_put, real_remove = apply_module.Transaction.put, apply_module.Transaction.remove
+    for fail_at in range(1, steps + 1):
+        calls = {"n": 0}
 
-    def failing(real):
-        def step(self, *args):
-            calls["n"] += 1
-            if calls["n"] == fail_at:
-                raise OSError(28, "No space left on device (injected)", str(args[0]))
-            return real(self, *args)
+        def failing(real, calls=calls, fail_at=fail_at):
+            def step(self, *args):
+                calls["n"] += 1
+                if calls["n"] == fail_at:
+                    raise OSError(28, "No space left on device (injected)", str(args[0]))
+                return real(self, *args)
 
-        return step
+            return step
 
-    monkeypatch.setattr(apply_module.Transaction, "put", failing(real_put))
-    monkeypatch.setattr(apply_module.Transaction, "remove", failing(real_remove))
-    with pytest.raises(UpdateError, match=r"injected.*nothing was changed"):
-        apply(plan)
-    assert calls["n"] == fail_at  # it did fail midway, after fail_at - 1 steps
-    assert snapshot(arch.parent.parent.parent) == before
+        monkeypatch.setattr(apply_module.Transaction, "put", failing(real_put))
+        monkeypatch.setattr(apply_module.Transaction, "remove", failing(real_remove))
+        with pytest.raises(UpdateError, match=r"injected.*nothing was changed"):
+            apply(make_plan(arch, theirs=v2))
+        assert calls["n"] == fail_at  # it failed midway, after fail_at - 1 steps were done
+        assert snapshot(arch.parent.parent.parent) == before, f"failure at step {fail_at}"
+    monkeypatch.undo()
+    apply(make_plan(arch, theirs=v2))  # and without a failure it goes through
+    assert snapshot(arch.parent.parent.parent) != before
 
 
 def test_interrupt_midway_is_rolled_back_too(arch, v2, monkeypatch):

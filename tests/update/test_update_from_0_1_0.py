@@ -108,9 +108,7 @@ def test_vendored_runtime_copies_go_away_unless_edited(tmp_path):
     run_control.write_text(run_control.read_text() + "# patched by me\n")
     proc = trainkit("update", str(arch))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert re.search(
-        r"^  vendor_runtime=True +docker/config.py exists$", proc.stdout, re.M
-    )
+    assert re.search(r"^  vendor_runtime=True +docker/config.py exists$", proc.stdout, re.M)
     kept = r"^  KEEP +docker/run_control.py +no longer in the template, but you edited it"
     assert re.search(kept, proc.stdout, re.M), proc.stdout
     left = sorted(rel for rel, _ in record.tree_files(arch / "docker"))
