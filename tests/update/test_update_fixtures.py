@@ -154,3 +154,12 @@ def test_the_researchers_own_files_are_never_touched(arch, v2):
     apply(make_plan(arch, theirs=v2))
     assert (arch / "docker/extra.py").read_text() == "MINE = 1\n"
     assert (arch / "notes.md").read_text() == "mine\n"
+
+
+def test_unknown_or_private_questions_are_refused(arch, v2, monkeypatch, capsys):
+    monkeypatch.setattr(versions, "installed", lambda: v2)
+    before = snapshot(arch)
+    for answer in ("colour=blue", "_template=/etc"):
+        assert cli.main(["update", str(arch), answer]) == 2
+        assert "unknown question" in capsys.readouterr().err
+    assert snapshot(arch) == before

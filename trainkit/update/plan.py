@@ -21,6 +21,7 @@ rewritten last, naming the installed template, so the next update starts from it
 
 from __future__ import annotations
 
+import json
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,6 +231,27 @@ def _answers(
     return base_answers, theirs_answers, sources
 
 
+def _questions(version: versions.TemplateVersion) -> set[str]:
+    try:
+        known = json.loads((version.template_dir / "cookiecutter.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise versions.BakeError(f"template {version.name}: cookiecutter.json: {exc}") from None
+    return {key for key in known if not key.startswith("_")}
+
+
+def check_overrides(
+    overrides: dict[str, str], base: versions.TemplateVersion, theirs: versions.TemplateVersion
+) -> None:
+    """KEY=VALUE must name a question of the old or the new template (never a private key)."""
+    questions = _questions(base) | _questions(theirs)
+    unknown = sorted(key for key in overrides if key not in questions)
+    if unknown:
+        raise UsageError(
+            f"unknown question(s) {', '.join(unknown)}; the questions are "
+            + ", ".join(sorted(questions))
+        )
+
+
 def _base_version(
     arch_dir: Path,
     rec: record.Record | None,
@@ -276,6 +298,7 @@ def make_plan(
     theirs = theirs or versions.installed()
     rec = record.read_record(arch_dir)
     base = _base_version(arch_dir, rec, theirs, from_version, base_template)
+    check_overrides(overrides, base, theirs)
     base_answers, theirs_answers, sources = _answers(arch_dir, rec, base, overrides)
     plan = Plan(arch_dir, base, theirs, theirs_answers, sources, base_answers, rec is not None)
     if rec is not None and base.hash == theirs.hash and theirs_answers == rec.answers:
