@@ -164,10 +164,10 @@ def classify(arch_dir: Path, base: versions.Bake, theirs: versions.Bake) -> list
                 changes.append(Change(rel, "add", "new in the template", t[0], t[1], None))
             elif ours[0] != t[0]:
                 content, n, _ = _merged(rel, b"", ours[0], t[0], label)
+                reason = "new in the template, and you have a different file"
                 changes.append(
-                    Change(rel, "conflict", "new in the template, and you have a different file",
-                           content, ours[1], o_digest, max(n, 1))
-                )  # fmt: skip
+                    Change(rel, "conflict" if n else "merge", reason, content, ours[1], o_digest, n)
+                )
         elif t is None:  # gone from theirs
             if ours is None:
                 continue
