@@ -17,6 +17,7 @@ COMMANDS = [
     ("upload", "validate a template ZIP and upload it to the platform"),
     ("export", "re-export ONNX from a checkpoint without retraining"),
     ("form", "show the platform's form for an architecture; save train/export configs"),
+    ("update", "move an architecture to the installed template, keeping your edits"),
 ]
 
 
