@@ -129,17 +129,14 @@ def _env_int(*names: str) -> int | None:
 
 
 def global_rank() -> int:
-    """This process's rank: Lightning's ``rank_zero_only.rank`` once Lightning is loaded (its
-    strategy sets it), else the launcher's env in Lightning's order (``RANK``, ``LOCAL_RANK``,
-    ``SLURM_PROCID``, ``JSM_NAMESPACE_RANK``); a ``NODE_RANK`` > 0 (Lightning's own multi-node
-    launcher) is never rank zero."""
-    rank_zero = sys.modules.get("lightning.fabric.utilities.rank_zero")
-    rank = getattr(getattr(rank_zero, "rank_zero_only", None), "rank", None)
-    if rank is None:
-        rank = _env_int("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK") or 0
-    if rank == 0 and "RANK" not in os.environ and (_env_int("NODE_RANK") or 0) > 0:
-        return 1000 * (_env_int("NODE_RANK") or 0)
-    return int(rank)
+    """This process's rank before and outside the Trainer (inside, ``trainer.global_rank``):
+    the launcher's env in the order of Lightning's ``rank_zero_only`` (``RANK``, ``LOCAL_RANK``,
+    ``SLURM_PROCID``, ``JSM_NAMESPACE_RANK``); under Lightning's own multi-node launcher (no
+    ``RANK``) a node with ``NODE_RANK`` > 0 holds no rank zero."""
+    rank = _env_int("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK") or 0
+    if "RANK" not in os.environ and (node := _env_int("NODE_RANK") or 0) > 0:
+        return node * 1000 + rank
+    return rank
 
 
 def is_rank_zero() -> bool:
@@ -512,9 +509,10 @@ def resume_from(config: Any) -> str | None:
         reason = f"config changed ({changed or 'unknown: no run.json'}), starting fresh"
     else:
         reason = "starting fresh"
+    earlier = bool(state) or last.exists()
     dest = _move_aside(reason)
     if is_rank_zero():
-        if state or last.exists():
+        if earlier:
             log.warning(
                 "%s%s", reason, f"; previous checkpoints and logs moved to {dest}" if dest else ""
             )

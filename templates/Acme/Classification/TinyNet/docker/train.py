@@ -16,13 +16,11 @@ from model import SCORE_METRIC, Model
 
 from trainkit_runtime.lifecycle import Run, train_task
 
+# custom.json's score_regexp reads the line "<SCORE_NAME>: <SCORE_METRIC's value>".
+SCORE_NAME = "Accuracy"
 
-@train_task(
-    score_name="Accuracy",
-    monitor=SCORE_METRIC,
-    model_class=Model,
-    setup=setup.main,
-)
+
+@train_task(score_name=SCORE_NAME, monitor=SCORE_METRIC, model_class=Model, setup=setup.main)
 def main(run: Run) -> None:
     args = run.args
     L.seed_everything(args.seed, workers=True)
