@@ -729,6 +729,26 @@ def _run_callback(run: Run | None) -> Any:
                     f" ({backend})" if backend else "",
                 )
 
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            # Lightning 2.6's SIGTERM handler calls dist.broadcast inside the signal handler; a
+            # rank that sits in a gradient all-reduce then never matches it: both hang until
+            # torchrun kills them. Here the handler only takes note ...
+            _state["sigterm"] = False
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, lambda *_: _state.update(sigterm=True))
+
+        def on_train_batch_start(self, trainer: Any, *_: Any) -> None:
+            # ... and the ranks agree on it at the same batch (a max all-reduce), so Lightning
+            # stops every rank after this batch (its SIGTERMException) and StopCheckpoint saves.
+            import torch
+
+            flag = torch.tensor([int(_state.get("sigterm", False))])
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                flag = flag.to(trainer.strategy.root_device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            if flag.item():
+                trainer._signal_connector.received_sigterm = True  # Lightning's own stop flag
+
         def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
             _state["in_fit"] = False
 
@@ -836,6 +856,7 @@ def train_task(
     model_class: Any,
     setup: Callable[[], Any] | None = None,
     mode: str = "max",
+    parse_args: Callable[[], Any] | None = None,
 ) -> Callable[[Callable[[Run], Any]], Callable[[], None]]:
     """Decorate train.py's train function ``fn(run: Run)``, which builds the Trainer with
     ``**run.trainer_kwargs()``, fits with ``ckpt_path=run.resume`` and validates last.
@@ -843,7 +864,8 @@ def train_task(
     The decorated function takes no arguments. In order: ``setup`` once per node (stage
     "setup"), the argv (stage "args"), a finished run's skip, the config-hash guard, ``fn``
     (stages "train"/"validate" as the Trainer runs them), then on rank 0 the export (stage
-    "export") and the score line ``<score_name>: <monitor's value>``, and the finished marker."""
+    "export") and the score line ``<score_name>: <monitor's value>``, and the finished marker.
+    ``parse_args`` replaces schema_args.parse_train_args (the argv typed by config.jsonschema)."""
 
     def decorate(fn: Callable[[Run], Any]) -> Callable[[], None]:
         @functools.wraps(fn)
@@ -854,7 +876,7 @@ def train_task(
             with run_stage("args"):
                 from trainkit_runtime.schema_args import parse_train_args
 
-                args = parse_train_args()
+                args = (parse_args or parse_train_args)()
             if info := finished_info(vars(args)):
                 return _report_finished(info, model_class, score_name)
             run = Run(args, monitor, mode)
