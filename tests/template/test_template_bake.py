@@ -20,6 +20,7 @@ from tests.support.repo import PYPROJECT
 from trainkit import layout, paths, score, vendor
 from trainkit.bake_check import bake_all, leftovers
 from trainkit.new import TASK_LABEL_FORMATS, bake
+from trainkit.update.record import RECORD_NAME
 
 TASK_FILES = ("datamodule.py", "model.py")
 # Only the detection example has its own metric (mAP@0.5: torchmetrics' needs torchvision);
@@ -55,6 +56,7 @@ def test_every_combination_bakes_the_expected_tree(baked):
             [f"config/{name}" for name in CONFIG_FILES]
             + [f"docker/{name}" for name in DOCKER_FILES]
             + (["docker/metrics.py"] if task in OWN_METRIC_TASKS else [])
+            + [RECORD_NAME]  # how it was made, for trainkit update (tests/update)
         )
 
 
