@@ -782,9 +782,12 @@ class Run:
         callback = getattr(self.trainer, "checkpoint_callback", None)
         return "best" if getattr(callback, "best_model_path", "") else None
 
-    def trainer_kwargs(self) -> dict[str, Any]:
-        """``lightning.Trainer(**run.trainer_kwargs())``: see trainer_kwargs()."""
-        return trainer_kwargs(self.args, monitor=self.monitor, mode=self.mode, run=self)
+    def trainer_kwargs(self, callbacks: list[Any] | None = None) -> dict[str, Any]:
+        """``lightning.Trainer(**run.trainer_kwargs())``: see trainer_kwargs(); ``callbacks``
+        (e.g. EarlyStopping) are added to the runtime's own."""
+        kwargs = trainer_kwargs(self.args, monitor=self.monitor, mode=self.mode, run=self)
+        kwargs["callbacks"] += callbacks or []
+        return kwargs
 
 
 def model_filepath() -> Path:
@@ -840,11 +843,10 @@ def _report_finished(info: Mapping[str, Any], model_class: Any, score_name: str)
         return
     target = model_filepath()
     if not (target.exists() or target.with_suffix(".onnx").exists()):
-        with run_stage("export"):
-            best = checkpoint_dir() / f"{BEST_CHECKPOINT_NAME}.ckpt"
-            ckpt = best if best.is_file() else last_checkpoint_path()
-            module = model_class.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
-            log.info("finished run: re-exported %s from %s", export(module), ckpt)
+        best = checkpoint_dir() / f"{BEST_CHECKPOINT_NAME}.ckpt"
+        ckpt = best if best.is_file() else last_checkpoint_path()
+        module = model_class.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
+        log.info("finished run: re-exported %s from %s", export(module), ckpt)
     log.info("run already finished (%s), not training again", info.get("finished", "?"))
     _print_score(score_name, float(info["score"]))
 
@@ -878,7 +880,8 @@ def train_task(
 
                 args = (parse_args or parse_train_args)()
             if info := finished_info(vars(args)):
-                return _report_finished(info, model_class, score_name)
+                with run_stage("export"):
+                    return _report_finished(info, model_class, score_name)
             run = Run(args, monitor, mode)
             with run_stage(lambda: run.stage):
                 run.resume = resume_from(vars(args))
