@@ -20,8 +20,12 @@ from tests.support.repo import PYPROJECT
 from trainkit import layout, paths, score, vendor
 from trainkit.bake_check import bake_all, leftovers
 from trainkit.new import TASK_LABEL_FORMATS, bake
+from trainkit.update.record import RECORD_NAME
 
-TASK_FILES = ("datamodule.py", "metrics.py", "model.py")
+TASK_FILES = ("datamodule.py", "model.py")
+# Only the detection example has its own metric (mAP@0.5: torchmetrics' needs torchvision);
+# classification and segmentation use torchmetrics' MulticlassAccuracy / MulticlassJaccardIndex.
+OWN_METRIC_TASKS = ("detection",)
 DOCKER_FILES = (
     ".env",
     "Dockerfile",
@@ -51,6 +55,8 @@ def test_every_combination_bakes_the_expected_tree(baked):
         assert files_under(arch) == sorted(
             [f"config/{name}" for name in CONFIG_FILES]
             + [f"docker/{name}" for name in DOCKER_FILES]
+            + (["docker/metrics.py"] if task in OWN_METRIC_TASKS else [])
+            + [RECORD_NAME]  # how it was made, for trainkit update (tests/update)
         )
 
 
@@ -62,14 +68,22 @@ def test_no_jinja_is_left_anywhere(baked):
 
 def test_baked_python_is_ruff_clean(baked):
     root = next(iter(baked.values())).parent.parent.parent
-    config = str(PYPROJECT)
-    for command in (["format", "--check"], ["check"]):
+    python_files = sorted(root.rglob("*.py"))
+    # setup, train, model, datamodule (+ metrics for detection)
+    own_metric = sum(1 for task, _ in baked if task in OWN_METRIC_TASKS)
+    assert len(python_files) == 4 * len(baked) + own_metric
+    for command in (["format", "--check"], ["check", "--show-files"], ["check"]):
         proc = subprocess.run(
-            [sys.executable, "-m", "ruff", *command, "--config", config, str(root)],
+            [sys.executable, "-m", "ruff", *command, "--config", str(PYPROJECT), str(root)],
+            cwd=PYPROJECT.parent,  # ruff resolves the config's `src` against the cwd
             capture_output=True,
             text=True,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        if command[0] == "format":  # every baked file was looked at: none excluded
+            assert f"{len(python_files)} files already formatted" in proc.stdout, proc.stdout
+        elif "--show-files" in command:
+            assert sorted(Path(line) for line in proc.stdout.split()) == python_files
 
 
 def test_json_files_parse_and_schema_is_draft7(baked):
@@ -126,9 +140,19 @@ def test_model_filepath_is_under_the_output_dir_and_a_platform_format(baked):
         path = Path(custom["model_filepath"])
         assert path.parent == Path("/workspace/output")
         assert path.suffix in layout.MODEL_FORMATS
-        # train.py falls back to model.pt when custom.json is not in the image (the platform).
         assert path.name == "model.pt"
-        assert '"model.pt"' in (arch / "docker" / "train.py").read_text()
+
+
+def test_model_file_falls_back_to_model_pt_without_custom_json(tmp_path, monkeypatch):
+    """The runtime's train_task writes custom.json's model_filepath name into $OUTPUT_DIR, and
+    model.pt when the image has no custom.json."""
+    from trainkit_runtime import lifecycle
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OUTPUT_DIR", str(tmp_path / "out"))
+    assert lifecycle.model_filepath() == tmp_path / "out" / "model.pt"
+    (tmp_path / "custom.json").write_text('{"model_filepath": "/workspace/output/net.pth"}')
+    assert lifecycle.model_filepath() == tmp_path / "out" / "net.pth"
 
 
 def test_export_config_matches_the_schema_image_size(baked):
@@ -210,6 +234,11 @@ BAD_ANSWERS = [
     ({"task": "segmentation", "label_format": "YOLO"}, "label_format 'YOLO' does not work"),
     ({"label_format": "VOC"}, "label_format 'VOC' must be one of"),
     ({"score_name": "acc(%)"}, "score_name 'acc(%)' must match"),
+    ({"author_name": 'Jane "JD" Doe'}, """author_name 'Jane "JD" Doe' must not contain '"'"""),
+    ({"author_name": "a\\b"}, "author_name 'a\\\\b' must not contain '\\\\'"),
+    ({"author_email": "$(id)@x.org"}, "author_email '$(id)@x.org' must not contain '$'"),
+    ({"author_name": "`id`"}, "author_name '`id`' must not contain '`'"),
+    ({"author_name": "Jane\nDoe"}, "author_name 'Jane\\nDoe' must not contain '\\n'"),
 ]
 
 
@@ -233,6 +262,14 @@ def test_bad_answers_are_rejected_and_nothing_is_written(tmp_path, extra, messag
     errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1 and message in errors[0], proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_author_with_single_quote_and_non_ascii_reaches_the_dockerfile_label(tmp_path):
+    author, email = "Zoë O'Brien", "zoe.o'brien@example.org"
+    provider = bake(tmp_path, {"author_name": author, "author_email": email})
+    (dockerfile,) = provider.rglob("Dockerfile")
+    labels = DockerfileParser(path=str(dockerfile)).labels
+    assert labels["org.opencontainers.image.authors"] == f"{author} <{email}>"
 
 
 def test_existing_architecture_is_refused_and_kept(tmp_path):
