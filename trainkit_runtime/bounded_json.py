@@ -19,6 +19,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
     "JsonLimitError",
+    "JsonSyntaxError",
     "NotARegularFile",
     "depth",
     "load_file",
@@ -36,6 +37,10 @@ class JsonLimitError(ValueError):
     """Input that is not plain, bounded JSON; the message names the source and the problem."""
 
 
+class JsonSyntaxError(JsonLimitError):
+    """Not JSON at all (as opposed to JSON beyond the limits)."""
+
+
 class NotARegularFile(OSError):
     """A path that is a FIFO, device, socket, directory or (unless allowed) symlink: opening
     or reading it could block forever or read what the input should not reach."""
@@ -50,7 +55,7 @@ def read_regular_file(path: str | Path, max_bytes: int, *, follow_symlinks: bool
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        if not follow_symlinks and os.path.islink(path):
+        if not follow_symlinks and Path(path).is_symlink():
             raise NotARegularFile(f"{path}: is a symlink; not followed") from None
         raise exc
     try:
@@ -139,7 +144,9 @@ def loads(
         try:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise JsonLimitError(f"{source}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+            raise JsonSyntaxError(
+                f"{source}: not UTF-8 ({exc.reason} at byte {exc.start})"
+            ) from None
     hooks: dict[str, Any] = {}
     if strict:
         hooks = {
@@ -151,7 +158,7 @@ def loads(
     except RecursionError:
         raise JsonLimitError(f"{source}: nested deeper than the limit {max_depth}") from None
     except json.JSONDecodeError as exc:
-        raise JsonLimitError(
+        raise JsonSyntaxError(
             f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
     if depth(value) > max_depth:

@@ -16,6 +16,7 @@ from trainkit import layout
 from trainkit.validation import schemas
 from trainkit.validation.configs import check_configs
 from trainkit.validation.dockerfile import check_dockerfile
+from trainkit.validation.dotenv import check_env_file
 from trainkit.validation.pysources import check_python
 from trainkit.validation.report import ARCHIVE, ERROR, NOTE, WARNING, Finding, Report
 from trainkit.validation.runtime import check_runtime_copy
@@ -43,6 +44,7 @@ def check_architecture(
     packaged: arch comes from a ZIP (docker/ holds the runtime copy `trainkit package` added),
     not from an architecture's source tree (where packaging will add it)."""
     check_configs(arch, rel, report)
+    check_env_file(arch, rel, report)
     check_dockerfile(arch, rel, report)
     check_python(arch, rel, report, runtime_added=not packaged)
     check_runtime_copy(arch, rel, report, packaged=packaged)
@@ -121,6 +123,8 @@ def validate_path(path: Path | str, limits: Limits = DEFAULT_LIMITS) -> Report:
         validate_directory(path, report, limits)
     elif path.is_file():
         validate_zip(path, report, limits)
+    elif path.exists():
+        raise FileNotFoundError(f"{path}: not a ZIP file or a directory; not opened")
     else:
         raise FileNotFoundError(f"{path}: no such file or directory")
     return report

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from trainkit import layout
 from trainkit.validation.report import ARCHIVE, Report
-from trainkit.validation.zipsafety import Limits, name_problem, name_key
+from trainkit.validation.zipsafety import Limits, name_key, name_problem
 from trainkit_runtime.bounded_json import NotARegularFile, read_regular_file
 
 _KINDS = (
@@ -33,7 +33,9 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), f"mode {oct(stat.S_IFMT(mode))}")
 
 
-def snapshot_directory(source: Path, dest: Path, shown: str, report: Report, limits: Limits) -> bool:
+def snapshot_directory(
+    source: Path, dest: Path, shown: str, report: Report, limits: Limits
+) -> bool:
     """Copy `source` (a directory, not followed if a symlink) into `dest` (new). `shown` is how
     `source` appears in findings. False (with an ERROR) when a limit is exceeded."""
     if source.is_symlink() or not source.is_dir():

@@ -45,8 +45,8 @@ def name_problem(name: str) -> str | None:
         return "empty entry name"
     if bad := control_characters(name):
         return (
-            f"entry name contains control, bidi or line-separator characters ({', '.join(bad[:5])}); "
-            "it can hide or forge what a listing shows"
+            "entry name contains control, bidi or line-separator characters "
+            f"({', '.join(bad[:5])}); it can hide or forge what a listing shows"
         )
     if "\\" in name:
         return "entry name contains a backslash (Windows path separator)"
