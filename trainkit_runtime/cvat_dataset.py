@@ -60,6 +60,7 @@ from trainkit_runtime.dataset import (
     get_dataset_path,
     load_dataset_filepaths,
 )
+from trainkit_runtime.values import ValueRefused, check_label_name, printable
 
 log = logging.getLogger("cvat_dataset")
 
@@ -211,6 +212,16 @@ class LabelInfo:
     known: set = field(default_factory=set)
 
 
+def label_name(name: str) -> str:
+    """A declared label name, checked where it enters (trainkit_runtime/values.py): one line
+    of at most MAX_LABEL_NAME_LENGTH characters, no control or bidi characters; it becomes a
+    class name in label files and in printed summaries."""
+    try:
+        return check_label_name(name)
+    except ValueRefused as exc:
+        raise DatasetError(f"annotations.xml <labels>: {exc}") from None
+
+
 def _labels_from_meta(meta: Any, info: LabelInfo | None = None) -> LabelInfo:
     """Every <labels><label> below <meta> (task, project, job; several tasks → union in
     document order), from the xmltodict-shaped <meta>."""
@@ -232,7 +243,7 @@ def _labels_from_meta(meta: Any, info: LabelInfo | None = None) -> LabelInfo:
                 name = label.get("name") if isinstance(label, dict) else None
                 if not isinstance(name, str) or not name.strip():
                     continue
-                name = name.strip()
+                name = label_name(name)
                 info.known.add(name)
                 if label.get("parent"):
                     continue  # a skeleton part: a known label, not a class
@@ -408,7 +419,9 @@ class MatchReport:
         if self.duplicate_files:
             out.append(f"{self.duplicate_files} files repeating a basename (first kept)")
         if self.unknown_labels:
-            shown = ", ".join(f"'{k}' x{v}" for k, v in self.unknown_labels.most_common(5))
+            shown = ", ".join(
+                f"{printable(k, 40)} x{v}" for k, v in self.unknown_labels.most_common(5)
+            )
             more = ", ..." if len(self.unknown_labels) > 5 else ""
             total = sum(self.unknown_labels.values())
             out.append(f"{total} shapes with labels not in <labels> dropped ({shown}{more})")

@@ -67,6 +67,12 @@ def printable(text: str, limit: int = 120) -> str:
     return f"'{shown}'"
 
 
+def _named(kind: str, text: str, limit: int = 120) -> str:
+    """`DATASET_ID='x'` for an environment variable, `--id 'x'` / `label name 'x'` else."""
+    joiner = "=" if re.fullmatch(r"[A-Z][A-Z0-9_]*", kind) else " "
+    return f"{kind}{joiner}{printable(text, limit)}"
+
+
 def check_text(kind: str, value: object, max_length: int) -> str:
     """`value` if it is a non-blank one-line string of at most `max_length` characters without
     control/bidi/separator characters; else ValueRefused naming `kind` and the value."""
@@ -76,13 +82,13 @@ def check_text(kind: str, value: object, max_length: int) -> str:
         raise ValueRefused(f"{kind} is empty")
     if len(value) > max_length:
         raise ValueRefused(
-            f"{kind} {printable(value, 40)} is {len(value)} characters long, "
+            f"{_named(kind, value, 40)} is {len(value)} characters long, "
             f"more than the limit {max_length}"
         )
     bad = control_characters(value)
     if bad:
         raise ValueRefused(
-            f"{kind} {printable(value)} contains control, bidi or line-separator characters "
+            f"{_named(kind, value)} contains control, bidi or line-separator characters "
             f"({', '.join(bad[:5])}); it would become an extra line or a hidden edit"
         )
     return value
@@ -91,10 +97,17 @@ def check_text(kind: str, value: object, max_length: int) -> str:
 def check_dataset_id(value: object, kind: str = "DATASET_ID") -> str:
     """A dataset id: one plain directory name (letters, digits, ``_ . @ + = -``; no ``/``, no
     leading dot), at most MAX_DATASET_ID_LENGTH characters, no control characters."""
-    text = check_text(kind, value, MAX_DATASET_ID_LENGTH)
+    if not isinstance(value, str):
+        raise ValueRefused(f"{kind} must be a string, got {type(value).__name__}")
+    text = value
+    if len(text) > MAX_DATASET_ID_LENGTH:
+        raise ValueRefused(
+            f"{_named(kind, text, 40)} is {len(text)} characters long, more than the limit "
+            f"{MAX_DATASET_ID_LENGTH}"
+        )
     if not _DATASET_ID_RE.fullmatch(text) or text in {".", ".."}:
         raise ValueRefused(
-            f"{kind} {printable(text)} is not a plain directory name "
+            f"{_named(kind, text)} is not a plain directory name "
             "(letters, digits, '_', '.', '@', '+', '=', '-'; no '/', no '..', no leading dot)"
         )
     return text
