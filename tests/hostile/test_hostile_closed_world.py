@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import time
 from pathlib import Path
@@ -15,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.hostile import assert_one_line_error, counting_server, trainkit, tree_state
-from tests.support.repo import EXAMPLES_DIR
 from tests.support.template_tree import ARCH, SCHEMA, TOP, valid_files, write_files, write_zip
 from trainkit.schema_refs import closed_validator, ref_problems
 from trainkit.validation import validate_path
@@ -54,7 +52,7 @@ def test_closed_validator_refuses_retrieval_itself():
     """Even a validator built on a schema that slipped past ref_problems fetches nothing."""
     with counting_server() as server:
         validator = closed_validator({"$ref": server.url()})
-        with pytest.raises(Exception, match="schema.json"):
+        with pytest.raises(Exception, match=r"schema\.json"):
             validator.is_valid(1)
         assert server.requests == []
 
@@ -62,7 +60,7 @@ def test_closed_validator_refuses_retrieval_itself():
 @pytest.mark.parametrize(
     ("schema", "fragment"),
     [
-        ({"definitions": {"a": {"$ref": "#/definitions/a"}}, "$ref": "#/definitions/a"}, "recursive"),
+        ({"definitions": {"a": {"$ref": "#/definitions/a"}}}, "recursive"),
         ({"properties": {"x": {"$ref": "#"}}}, "recursive"),
         (
             {"definitions": {"a": {"properties": {"b": {"$ref": "#/definitions/b"}}},
@@ -91,21 +89,12 @@ def test_recursive_ref_in_a_zip_is_one_error(tmp_path):
     assert not report.ok
 
 
-@pytest.fixture
-def arch_copy(tmp_path) -> Path:
-    """A copy of the committed TinyNet example (a real architecture) to break."""
-    arch = tmp_path / "templates" / "Acme" / "Classification" / "TinyNet"
-    shutil.copytree(EXAMPLES_DIR / "Acme" / "Classification" / "TinyNet", arch)
-    return arch
-
-
 def test_trainkit_run_refuses_a_remote_ref_before_anything_runs(tmp_path, arch_copy):
     schema_file = arch_copy / "config" / "config.jsonschema"
     with counting_server() as server:
         schema = json.loads(schema_file.read_text())
         schema["properties"]["epochs"] = {"$ref": server.url()}
         schema_file.write_text(json.dumps(schema))
-        (tmp_path / "minio" / "datasets" / "1").mkdir(parents=True)
         before = tree_state(tmp_path)
         proc = trainkit(
             "run", str(arch_copy), "--minio", "minio", "--dataset-id", "1", "--output", "run",
