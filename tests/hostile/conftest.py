@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cvat import Runtime, runtime_fixture
 from tests.support.repo import EXAMPLES_DIR
+
+
+@pytest.fixture
+def runtime(tmp_path, monkeypatch) -> Runtime:
+    """The dataset runtime in-process with temp roots (tests/support/cvat.py)."""
+    yield from runtime_fixture(tmp_path, monkeypatch)
 
 
 @pytest.fixture
