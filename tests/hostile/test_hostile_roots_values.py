@@ -157,3 +157,17 @@ def test_label_names_are_checked_where_they_enter(runtime, label):
     message = str(err.value)
     assert "\n" not in message and "\x85" not in message and "\u202e" not in message
     assert list(runtime.datasets.iterdir()) == []  # nothing written
+
+
+def test_entrypoint_dataset_id_rule_is_the_runtime_one():
+    """docker-entrypoint.sh checks DATASET_ID before Python runs; its copy of the pattern must
+    be trainkit_runtime.values.DATASET_ID_PATTERN (one rule, two languages)."""
+    import re
+
+    from trainkit import vendor
+    from trainkit_runtime import values
+
+    text = (vendor.RUNTIME_DIR / "docker-entrypoint.sh").read_text()
+    (copy,) = re.findall(r"^readonly _EP_DATASET_ID_RE='([^']*)'$", text, re.M)
+    assert copy == values.DATASET_ID_PATTERN
+    assert f"-gt {values.MAX_DATASET_ID_LENGTH} " in text

@@ -70,6 +70,7 @@ def read_failure(env: dict[str, str]) -> dict:
     return json.loads((Path(env["OUTPUT_DIR"]) / "failure").read_text())
 
 
+@pytest.mark.hostile
 def test_env_file_values_are_data_not_code(tmp_path: Path):
     workspace = make_workspace(tmp_path, dataset_id="7")
     hostile = {
@@ -125,6 +126,7 @@ def test_env_file_values_are_data_not_code(tmp_path: Path):
         ("APP_LONG=" + "x" * 5000, "line 2: longer than the limit 4096 bytes"),
     ],
 )
+@pytest.mark.hostile
 def test_env_file_key_outside_the_allowlist_stops_the_container(tmp_path, line, fragment):
     """A template .env may set only the allowlisted keys (trainkit_runtime/envfile.py): any
     other line stops the entrypoint before the mount or setup.py, with one line naming it."""
