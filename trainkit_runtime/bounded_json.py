@@ -166,7 +166,12 @@ def loads(
     return value
 
 
-def load_file(path: str | Path, source: str | None = None, **limits: Any) -> Any:
-    """:func:`loads` of a regular file (see read_regular_file); OSError as is."""
-    data = read_regular_file(path, limits.get("max_bytes", MAX_FILE_BYTES))
+def load_file(
+    path: str | Path, source: str | None = None, *, follow_symlinks: bool = True, **limits: Any
+) -> Any:
+    """:func:`loads` of a regular file (see read_regular_file: a FIFO or device is never
+    opened for reading); OSError as is."""
+    data = read_regular_file(
+        path, limits.get("max_bytes", MAX_FILE_BYTES), follow_symlinks=follow_symlinks
+    )
     return loads(data, source or str(path), **limits)
