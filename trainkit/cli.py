@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "trainkit.upload",
     "trainkit.export",
     "trainkit.form.command",
+    "trainkit.update.command",
 )
 
 

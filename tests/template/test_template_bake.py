@@ -20,6 +20,7 @@ from tests.support.repo import PYPROJECT
 from trainkit import layout, paths, score, vendor
 from trainkit.bake_check import bake_all, leftovers
 from trainkit.new import TASK_LABEL_FORMATS, bake
+from trainkit.update.record import RECORD_NAME
 
 TASK_FILES = ("datamodule.py", "metrics.py", "model.py")
 DOCKER_FILES = (
@@ -51,6 +52,7 @@ def test_every_combination_bakes_the_expected_tree(baked):
         assert files_under(arch) == sorted(
             [f"config/{name}" for name in CONFIG_FILES]
             + [f"docker/{name}" for name in DOCKER_FILES]
+            + [RECORD_NAME]  # how it was made, for trainkit update (tests/update)
         )
 
 
