@@ -91,6 +91,17 @@ def test_validator_flags_a_template_env_key(tmp_path):
     ), report.lines()
 
 
+def test_validator_warns_about_shell_code_in_env_values(tmp_path):
+    """The platform's stock entrypoint `source`s .env: a value with $(...) would run there."""
+    files = {**valid_files(), f"{ARCH}/docker/.env": b"APP_NOTE=$(touch /tmp/pwned)\n"}
+    report = validate_path(write_zip(tmp_path / "t.zip", files))
+    assert any(
+        f.level == "WARNING" and "APP_NOTE holds shell characters" in f.message
+        for f in report.findings
+    ), report.lines()
+    assert "touch" not in "\n".join(report.lines())
+
+
 @pytest.mark.parametrize("kind", ["fifo", "device", "symlink"])
 def test_package_out_refuses_anything_but_a_regular_file(tmp_path, kind):
     out = tmp_path / "out.zip"
