@@ -163,7 +163,7 @@ def test_label_names_are_checked_where_they_enter(runtime, label):
     runtime.add_files("a.jpg")
     xml = task_xml(["cat", label], tag_image("a.jpg", "cat"))
     runtime.write_annotations(xml)
-    with pytest.raises(runtime.dataset.DatasetError, match="label name") as err:
+    with pytest.raises(runtime.dataset.DatasetError, match="<labels>") as err:
         runtime.cvat.get_cvat_dataset()
     message = str(err.value)
     assert "\n" not in message and "\x85" not in message and "\u202e" not in message

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.services import skip_or_fail
 from trainkit.update.merge import MAX_MERGE_LINES, merge3
 
 BASE = "".join(f"line {i}\n" for i in range(10))
@@ -74,7 +75,12 @@ def test_huge_files_are_refused_not_merged():
 # --- parity with git merge-file --------------------------------------------------------
 
 GIT = shutil.which("git")
-needs_git = pytest.mark.skipif(GIT is None, reason="git is not installed; parity not checked")
+
+
+@pytest.fixture
+def require_git() -> None:
+    if GIT is None:
+        skip_or_fail("git is not installed; parity with git merge-file not checked")
 
 
 def git_merge_file(tmp: Path, base: str, ours: str, theirs: str) -> tuple[str, int]:
@@ -111,7 +117,7 @@ def side(base_lines: list[str], tag: str):
     return ops.map(apply)
 
 
-@needs_git
+@pytest.mark.usefixtures("require_git")
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
