@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.platform_stock import stock_config_to_args_line
 from tests.support.repo import EXAMPLES_DIR
 from trainkit import score
 from trainkit.synthetic import write_cvat_dataset
@@ -58,23 +59,6 @@ for shape in ((2, 3, 64, 64), (1, 3, 96, 96)):
     worst = max(worst, float(np.abs(got - expected).max()))
 print(json.dumps({"max_abs_diff": worst}))
 """
-
-
-def stock_config_to_args(config: dict) -> str:
-    """The platform's stock config_to_args.py output for a config (DESIGN.md §3)."""
-    args = []
-    for option, value in config.items():
-        if value is None or value == "" or option in {"train-split", "test-split"}:
-            continue
-        if isinstance(value, bool):
-            if value:
-                args.append(f"--{option}")
-        elif isinstance(value, list):
-            if value:
-                args.append(f"--{option} {' '.join(map(str, value))}")
-        else:
-            args.append(f"--{option} {value}")
-    return " ".join(args)
 
 
 def trainkit_run(arch: Path, minio: Path, run_dir: Path, config_file: Path):
@@ -143,11 +127,6 @@ def classification(tmp_path_factory) -> Run:
     return get_run("classification", tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
-def segmentation(tmp_path_factory) -> Run:
-    return get_run("segmentation", tmp_path_factory)
-
-
 def test_score_line_is_what_the_platform_reads(trained):
     value = score.platform_score(trained.proc.stdout, trained.custom["score_regexp"])
     assert value is not None, trained.proc.stdout[-2000:]
@@ -202,7 +181,7 @@ def test_train_py_takes_the_platform_stock_argv_line(classification, tmp_path):
     assert config["augment"] is True and "num-classes" in config  # presets + setup's custom
     config.update({"epochs": 1, "max-steps": 2})
     (workspace / "train_config.json").write_text(json.dumps(config))
-    line = stock_config_to_args(config)
+    line = stock_config_to_args_line(config)  # the platform's shipped file, run as it is
     assert "--augment" in line.split() and "--num-classes 2" in line
     output = tmp_path / "output"
     proc = subprocess.run(
@@ -218,14 +197,43 @@ def test_train_py_takes_the_platform_stock_argv_line(classification, tmp_path):
     assert (output / "model.onnx").is_file()
 
 
-def test_a_second_run_reuses_the_run_directory(segmentation, tmp_path):
-    """Re-running with the same --output re-uses the dataset set-up and the checkpoints."""
-    trained = segmentation
-    config_file = tmp_path / "config.json"
-    config_file.write_text(json.dumps(RUNS["segmentation"][3]))
-    proc = trainkit_run(trained.arch, trained.minio, trained.run_dir, config_file)
+def _saved_step(ckpt: Path) -> int:
+    import torch
+
+    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
+
+
+def _train_rows(output: Path) -> list[str]:
+    with (output / "logs" / "metrics.csv").open() as fh:
+        return [line for line in fh if line.strip()]
+
+
+def test_a_second_run_reuses_the_run_directory(tmp_path):
+    """Re-running with the same --output re-uses the dataset set-up and the checkpoints: the
+    finished run is not trained again. Its own training (no cache shared with other tests)."""
+    first = Run("segmentation", tmp_path)
+    assert first.proc.returncode == 0, first.proc.stdout[-3000:]
+    ckpt = first.output / "checkpoints" / "last.ckpt"
+    step, mtime = _saved_step(ckpt), ckpt.stat().st_mtime_ns
+    rows = _train_rows(first.output)
+    links = {p: p.lstat().st_ino for p in (first.run_dir / "datasets" / "images").rglob("*")}
+    assert step > 0 and links
+
+    config_file = tmp_path / "config.json"  # the same form values
+    proc = trainkit_run(first.arch, first.minio, first.run_dir, config_file)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert score.platform_score(proc.stdout, trained.custom["score_regexp"]) is not None
-    assert (trained.output / "model.onnx").is_file()
-    log = (trained.run_dir / "run.log").read_text()
-    assert log.count(f"{trained.custom['score_name']}: ") == 2  # run.log accumulates runs
+    regexp = first.custom["score_regexp"]
+    assert score.platform_score(proc.stdout, regexp) == score.platform_score(
+        first.proc.stdout, regexp
+    )
+    # the model was not retrained: no Trainer ran, the checkpoints and the log are untouched
+    assert "run already finished" in proc.stdout
+    assert "trainkit: world size" not in proc.stdout and "Restoring states" not in proc.stdout
+    assert _saved_step(ckpt) == step and ckpt.stat().st_mtime_ns == mtime  # step kept
+    assert _train_rows(first.output) == rows
+    # the dataset set-up was re-used: setup.py ran again (a new workspace = a new image) and
+    # kept every link as it was (not deleted and re-created)
+    assert {p: p.lstat().st_ino for p in links} == links
+    assert (first.output / "model.onnx").is_file()
+    log = (first.run_dir / "run.log").read_text()
+    assert log.count(f"{first.custom['score_name']}: ") == 2  # run.log accumulates runs
