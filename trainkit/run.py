@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainkit import engine, layout, score, workspace
+from trainkit import engine, layout, run_guard, score, workspace
 from trainkit.errors import TrainkitError, UsageError
-from trainkit_runtime import lifecycle
+from trainkit_runtime import bounded_json, lifecycle
 
 DEFAULT_RUN_ROOT = Path("out")
 LOG_FILENAME = "run.log"
@@ -121,19 +121,23 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError(f"--set {item!r}: expected KEY=VALUE")
         try:
-            values[key] = json.loads(raw)
-        except json.JSONDecodeError:
+            values[key] = bounded_json.loads(raw, f"--set {key}", strict=False)
+        except bounded_json.JsonSyntaxError:
             values[key] = raw
+        except bounded_json.JsonLimitError as exc:
+            raise UsageError(str(exc)) from None
     return values
 
 
 def read_config_file(path: Path, option: str = "--config") -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = bounded_json.load_file(path, f"{option} {path}", strict=False)
     except FileNotFoundError:
         raise TrainkitError(f"{option} {path}: no such file") from None
-    except json.JSONDecodeError as exc:
-        raise TrainkitError(f"{option} {path}: not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise TrainkitError(f"{option} {path}: cannot read: {exc.strerror or exc}") from None
+    except bounded_json.JsonLimitError as exc:
+        raise TrainkitError(str(exc)) from None
     if not isinstance(data, dict):
         raise TrainkitError(f"{option} {path}: must hold a JSON object of form values")
     return data
@@ -142,6 +146,8 @@ def read_config_file(path: Path, option: str = "--config") -> dict[str, Any]:
 def plan_run(args: argparse.Namespace) -> RunPlan:
     arch_dir = Path(args.arch_dir)
     provider, category, architecture = workspace.architecture_parts(arch_dir)
+    args.dataset_id = run_guard.check_dataset_id(str(args.dataset_id))
+    run_guard.check_template_env(arch_dir)
     s3 = getattr(args, "s3", False)
     if s3 and args.engine == "none":
         raise UsageError("--s3: the bucket is mounted inside the container; add --engine")
@@ -163,6 +169,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         overrides.update(parse_assignments(args.set))
         source = f"{source} + --set"
     config = workspace.train_config(arch_dir, overrides, source)
+    run_guard.check_argv(config, workspace.load_schema(arch_dir))
     run_dir = args.output or DEFAULT_RUN_ROOT / provider / category / architecture
     return RunPlan(
         arch_dir=arch_dir.resolve(),
@@ -180,6 +187,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
 
 def prepare(plan: RunPlan) -> None:
     """Build the workspace and the run's directories and environment."""
+    run_guard.claim_run_dir(plan.run_dir)
     workspace.assemble_build_context(plan.arch_dir, plan.workspace, plan.config)
     if plan.export_config is not None:
         export_file = plan.workspace / "export_config.json"
@@ -251,8 +259,9 @@ ENGINES: dict[str, Callable[[RunPlan, argparse.Namespace], tuple[int, str]]] = {
 def read_custom(plan: RunPlan) -> dict[str, Any]:
     path = plan.arch_dir / layout.CONFIG_DIR / "custom.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        custom = bounded_json.load_file(path, strict=False)
+        return custom if isinstance(custom, dict) else {}
+    except (OSError, ValueError):
         return {}
 
 
@@ -266,7 +275,12 @@ def summarize(plan: RunPlan, exit_code: int, last_lines: str) -> None:
     """Print where the model, logs and score are; write output/score.txt like the platform."""
     custom = read_custom(plan)
     regexp = custom.get("score_regexp")
-    value = score.platform_score(last_lines, regexp) if regexp else None
+    regexp = regexp if isinstance(regexp, str) else None
+    try:
+        value = score.platform_score(last_lines, regexp) if regexp else None
+    except score.ScoreRegexpError as exc:
+        print(f"trainkit run: warning: {exc}", file=sys.stderr)
+        value = None
     score_file = plan.output_dir / SCORE_FILENAME
     if value is not None:
         score_file.write_text(f"{value}\n", encoding="utf-8")

@@ -15,11 +15,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
-from trainkit import layout, vendor
+from trainkit import layout, schema_refs, vendor
 from trainkit.errors import TrainkitError
-from trainkit_runtime import schema_args
+from trainkit_runtime import bounded_json, schema_args
 
 SCHEMA_FILENAME = "config.jsonschema"
 TRAIN_CONFIG_FILENAME = "train_config.json"
@@ -48,19 +46,25 @@ def architecture_parts(arch_dir: Path) -> tuple[str, str, str]:
 def load_schema(arch_dir: Path) -> dict[str, Any]:
     path = Path(arch_dir) / layout.CONFIG_DIR / SCHEMA_FILENAME
     try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
+        schema = bounded_json.load_file(path)
     except FileNotFoundError:
         raise TrainkitError(f"{path}: missing") from None
-    except json.JSONDecodeError as exc:
-        raise TrainkitError(f"{path}: not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise TrainkitError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except bounded_json.JsonLimitError as exc:
+        raise TrainkitError(f"not valid JSON: {exc}") from None
     if not isinstance(schema, dict):
         raise TrainkitError(f"{path}: must hold a JSON object")
+    try:
+        schema_refs.require_closed(schema, str(path))
+    except schema_refs.SchemaRefError as exc:
+        raise TrainkitError(str(exc)) from None
     return schema
 
 
 def validate_config(config: dict[str, Any], schema: dict[str, Any], source: str) -> None:
     """Raise TrainkitError naming the first offending key when config breaks the schema."""
-    validator = jsonschema.Draft7Validator(schema)
+    validator = schema_refs.closed_validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.path])
     if errors:
         error = errors[0]

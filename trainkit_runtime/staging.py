@@ -8,8 +8,9 @@ asks S3 again, so each later epoch still costs at least one HEAD per image, what
 cache options (measured: benchmarks/bench_s3_epochs.py). A local copy costs one GET per image
 once and no S3 request in any epoch after.
 
-`TRAINKIT_DATA_MODE` is read from the environment, else from the WORKDIR's `.env` (so it also
-works on the platform's stock entrypoint, whose `source .env` does not export new keys):
+`TRAINKIT_DATA_MODE` is read from the environment, else from the WORKDIR's `.env` with the
+entrypoint's parser (envfile.py), so it also works on the platform's stock entrypoint, whose
+`source .env` does not export new keys:
 
 - `stage`: during setup, the images the split uses are downloaded with parallel GETs (keys and
   sizes from the ListObjectsV2 listing the set-up already made) to
@@ -23,7 +24,9 @@ works on the platform's stock entrypoint, whose `source .env` does not export ne
 - `auto` (default): `stage` when the whole dataset fits (as above), else `stream`.
 
 A dataset that is not on an s3fs mount (a mocked folder in a local run) is already local:
-every mode links to it. `TRAINKIT_STAGE_WORKERS` (default 16) sets the parallel GETs.
+every mode links to it. `TRAINKIT_STAGE_WORKERS` (default 16) sets the parallel GETs;
+`TRAINKIT_STAGE_DIR` is read from the container environment only (a template's `.env` may not
+choose where files are written).
 Staged copies of another DATASET_ID (a dataset change on the platform) are removed first.
 """
 
@@ -35,7 +38,6 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -44,6 +46,7 @@ from pathlib import Path
 
 from trainkit_runtime import dataset as _dataset
 from trainkit_runtime.dataset import DatasetError, DatasetListing, S3Location
+from trainkit_runtime.envfile import EnvFileError, read_env_file
 
 log = logging.getLogger("staging")
 
@@ -65,41 +68,19 @@ CHUNK_BYTES = 1 << 20
 PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 MIN_FREE_INODES = 1000
 
-_ENV_LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
-
-
 # --- settings -------------------------------------------------------------------------------
 
 
-def env_file_value(name: str, path: Path | None = None) -> str | None:
-    """The value `.env` gives `name` (the last line setting it), read by the rules
-    docker-entrypoint.sh applies: `KEY=VALUE`, optional `export `, matching quotes around
-    VALUE, `#` comments; None when the file or the key is absent."""
-    path = path or Path(ENV_FILE)
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
-    found = None
-    for line in lines:
-        match = _ENV_LINE.match(line.strip())
-        if not match or match.group(1) != name:
-            continue
-        value = match.group(2).strip()
-        if len(value) >= 2 and value[0] in "\"'" and value[-1] == value[0]:
-            value = value[1:-1]
-        else:
-            value = re.sub(r"\s+#.*$", "", value).strip()
-        found = value
-    return found
-
-
-def _setting(name: str) -> tuple[str | None, str]:
-    """(value, where it came from): the environment first, then `.env`."""
+def _setting(name: str, env_file: bool = True) -> tuple[str | None, str]:
+    """(value, where it came from): the environment first, then (`env_file`) the WORKDIR's
+    `.env`, read by the parser and key allowlist docker-entrypoint.sh uses (envfile.py)."""
     value = os.environ.get(name)
-    if value is not None:
+    if value is not None or not env_file:
         return value, "environment"
-    return env_file_value(name), ENV_FILE
+    try:
+        return read_env_file(ENV_FILE).get(name), ENV_FILE
+    except EnvFileError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def configured_mode() -> str:
@@ -135,8 +116,9 @@ def reserve_bytes() -> int:
 
 
 def stage_root() -> Path:
-    """`$TRAINKIT_STAGE_DIR`, default `$DATASETS_ROOT/staged`."""
-    value, _ = _setting(STAGE_DIR_VARIABLE)
+    """`$TRAINKIT_STAGE_DIR` (the environment only: a template's .env may not move where
+    files are written), default `$DATASETS_ROOT/staged`."""
+    value, _ = _setting(STAGE_DIR_VARIABLE, env_file=False)
     if value and value.strip():
         return Path(os.path.abspath(value.strip()))
     return Path(os.path.abspath(_dataset.DATASETS_ROOT_PATH), STAGE_DIRNAME)

@@ -147,6 +147,16 @@ def test_bad_mode_is_one_error_naming_value_and_source(runtime, monkeypatch):
         staging.configured_mode()
 
 
+def test_dot_env_is_read_by_the_entrypoints_rules(runtime):
+    """The allowlist of envfile.py applies: the stage directory (a path where files are
+    written) cannot come from a template's .env, and a refused line is one DatasetError."""
+    (runtime.workdir / ".env").write_text("TRAINKIT_STAGE_DIR=/home\n")
+    with pytest.raises(DatasetError, match=r"\.env line 1: TRAINKIT_STAGE_DIR may not be set"):
+        staging.configured_mode()
+    (runtime.workdir / ".env").write_text("TRAINKIT_STAGE_WORKERS=4\nTRAINKIT_STAGE_RESERVE_MB=0\n")
+    assert staging.reserve_bytes() == 0 and staging._workers() == 4
+
+
 def test_stock_entrypoint_source_dot_env_reaches_the_runtime(tmp_path):
     """The platform's entrypoint runs `source .env` (keys not exported) then setup.py: the
     runtime still sees the mode, because it reads .env itself."""

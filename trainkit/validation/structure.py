@@ -17,6 +17,7 @@ from trainkit import layout
 from trainkit.names import NAME_KINDS, name_error
 from trainkit.validation import schemas
 from trainkit.validation.report import ARCHIVE, Report
+from trainkit_runtime import bounded_json
 
 PLATFORM_SINGLE_DIR = "Archive did not extract as a single directory."
 PLATFORM_CONFIG_DIRS = "None or multiple configuration directories 'config/' found."
@@ -136,12 +137,31 @@ def check_structure(extract_root: Path, report: Report, only: str | None = None)
 
     for f in files:
         if f.suffix in (".json", ".jsonschema"):
-            try:
-                json.loads(f.read_bytes().decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as exc:
-                shown = f.relative_to(root).as_posix()
-                report.error(tree.rel(f), f"Invalid JSON file '{shown}': {exc}")
+            check_json_file(f, f.relative_to(root).as_posix(), tree.rel(f), report)
     return tree
+
+
+def check_json_file(path: Path, shown: str, where: str, report: Report) -> None:
+    """The platform's check (the file parses with Python's json; its message is quoted), then
+    the stricter one: no duplicate keys, no NaN/Infinity, nesting at most MAX_DEPTH. Those are
+    ERRORs in config/ (the files whose values trainkit and the platform use), else WARNINGs."""
+    data = path.read_bytes()
+    try:
+        json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        report.error(where, f"Invalid JSON file '{shown}': {exc}")
+        return
+    except RecursionError:
+        report.error(
+            where, f"Invalid JSON file '{shown}': nested too deeply for the platform's parser"
+        )
+        return
+    try:
+        bounded_json.loads(data, shown)
+    except bounded_json.JsonLimitError as exc:
+        in_config = layout.CONFIG_DIR in Path(shown).parts[:-1]
+        add = report.error if in_config else report.warning
+        add(where, f"{exc}; the platform's form and other JSON readers treat this differently")
 
 
 def check_platform_lookups(arch: Path, rel, report: Report) -> None:
