@@ -17,7 +17,7 @@ entrypoint's parser (envfile.py), so it also works on the platform's stock entry
   `$TRAINKIT_STAGE_DIR/<DATASET_ID>/` (default `$DATASETS_ROOT/staged/`), and the split's
   links point at the local copies. Resumable: a file whose size and modification time match
   the object's is complete and not fetched again (a restarted container downloads only what
-  is missing; a half-written file is a hidden `.<name>.part` and is fetched again). Refused
+  is missing; a file being written is a hidden `.part` file, fetched again). Refused
   with one line when the bytes to fetch plus `TRAINKIT_STAGE_RESERVE_MB` (default 1024) do
   not fit on that filesystem.
 - `stream`: the links point into the mount (trainkit's behaviour before data modes).
@@ -36,12 +36,13 @@ Staged copies of another DATASET_ID (a dataset change on the platform) are remov
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainkit_runtime import dataset as _dataset
@@ -129,12 +130,15 @@ def stage_root() -> Path:
 
 @dataclass
 class Plan:
-    """What `link_targets` does for one dataset listing: `mode` is `stage` or `stream`."""
+    """What `link_targets` does for one dataset listing: `mode` is `stage` or `stream`; for
+    `stage`, the listed objects and the complete local copies, looked up once."""
 
     mode: str
     listing: DatasetListing | None
     stage_dir: Path | None = None
     why: str = ""
+    objects: dict[str, tuple[int, float]] = field(default_factory=dict, repr=False)
+    local: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
 
 
 _plan: Plan | None = None
@@ -242,6 +246,9 @@ def _prepare_stage_dir(listing: DatasetListing) -> Path:
             f"{STAGE_DIR_VARIABLE}: '{stage_dir}' is on an s3fs mount; staging copies the "
             "dataset to local disk (choose a local directory)"
         )
+    for path in (root, stage_dir):
+        if path.is_symlink():
+            raise DatasetError(f"staging: '{path}' is a symlink; refusing to write through it")
     return stage_dir
 
 
@@ -264,19 +271,13 @@ def decide(listing: DatasetListing | None, mode: str | None = None) -> Plan:
     stage_dir = _prepare_stage_dir(listing)
     _remove_other_datasets(stage_dir.parent, stage_dir.name)
     local = _local_inventory(stage_dir)
-    missing = [
-        size
-        for name, (size, mtime) in listing.objects().items()
-        if not _is_complete(local.get(name), (size, mtime))
-    ]
+    objects = listing.objects()
+    missing = [size for name, (size, mtime) in objects.items()
+               if not _is_complete(local.get(name), (size, mtime))]  # fmt: skip
     room = _room(stage_dir, missing)
     if room.fits:
-        return Plan(
-            "stage",
-            listing,
-            stage_dir,
-            f"{DATA_MODE_VARIABLE}={mode}: fits: {room.describe(stage_dir)}",
-        )
+        why = f"{DATA_MODE_VARIABLE}={mode}: fits: {room.describe(stage_dir)}"
+        return Plan("stage", listing, stage_dir, why, objects, local)
     if mode == "stage":
         raise DatasetError(
             f"cannot stage dataset {listing.root.name}: {room.describe(stage_dir)}; free disk "
@@ -330,14 +331,14 @@ def _workers() -> int:
     return _int_setting(WORKERS_VARIABLE, DEFAULT_WORKERS, 1, MAX_WORKERS)
 
 
-def stage(
-    location: S3Location, objects: dict[str, tuple[int, float]], stage_dir: Path, names: list[str]
-) -> None:
-    """Make `stage_dir` hold a complete copy of each object in `names` (parallel GETs, progress
-    in bytes); files already complete (size and mtime of the object) are not fetched again."""
+def stage(plan: Plan, names: list[str]) -> None:
+    """Make `plan.stage_dir` hold a complete copy of each object in `names` (parallel GETs,
+    progress in bytes); files already complete (size and mtime of the object) are not fetched
+    again."""
     from trainkit_runtime.cvat_dataset import _Progress  # the set-up's progress display
 
-    local = _local_inventory(stage_dir)
+    location, stage_dir = plan.listing.s3, plan.stage_dir
+    objects, local = plan.objects, plan.local
     todo = [n for n in names if not _is_complete(local.get(n), objects[n])]
     if not todo:
         log.info("staged copy of dataset %s complete (%d files)", stage_dir.name, len(names))
@@ -357,16 +358,27 @@ def stage(
     desc = f"staging dataset {stage_dir.name}"
     progress = _Progress(total, desc, "B", total >= PROGRESS_MIN_BYTES)
     pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="stage")
+    queue = iter(todo)
+    pending: dict[concurrent.futures.Future, str] = {}
+
+    def submit(count: int) -> None:  # a bounded window: not 1M futures at once
+        for name in itertools.islice(queue, count):
+            pending[pool.submit(_download, client, location, name, stage_dir)] = name
+
     try:
-        futures = {pool.submit(_download, client, location, n, stage_dir): n for n in todo}
-        for future in concurrent.futures.as_completed(futures):
-            try:
-                progress.update(future.result())
-            except Exception as exc:
-                key = f"s3://{location.bucket}/{location.prefix}{futures[future]}"
-                raise DatasetError(
-                    f"staging {key} to {stage_dir} failed: {type(exc).__name__}: {exc}"
-                ) from exc
+        submit(workers * 4)
+        while pending:
+            done, _ = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
+            for future in done:
+                name = pending.pop(future)
+                try:
+                    progress.update(future.result())
+                except Exception as exc:
+                    key = f"s3://{location.bucket}/{location.prefix}{name}"
+                    raise DatasetError(
+                        f"staging {key} to {stage_dir} failed: {type(exc).__name__}: {exc}"
+                    ) from exc
+            submit(len(done))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         progress.close()
@@ -385,13 +397,13 @@ def link_targets(files: Iterable[Path]) -> list[str]:
     listing = plan.listing
     if plan.mode != "stage" or listing is None or listing.s3 is None or plan.stage_dir is None:
         return targets
-    root, objects = os.fspath(listing.root) + os.sep, listing.objects()
+    root, objects = os.fspath(listing.root) + os.sep, plan.objects
     names = []
     for target in targets:
         name = target[len(root) :] if target.startswith(root) else None
         names.append(name if name in objects else None)
     staged = [n for n in names if n is not None]
-    stage(listing.s3, objects, plan.stage_dir, staged)
+    stage(plan, staged)
     if len(staged) < len(targets):
         outside = len(targets) - len(staged)
         log.warning("%d files are not in the S3 listing: linked into the mount", outside)

@@ -315,3 +315,23 @@ def test_stage_onto_the_mount_is_refused(runtime, moto, s3_dataset, monkeypatch)
     monkeypatch.setenv("TRAINKIT_DATA_MODE", "stage")
     with pytest.raises(DatasetError, match="is on an s3fs mount"):
         setup(runtime)
+
+
+def test_a_failed_get_is_one_error_naming_the_object(runtime, moto, s3_dataset):
+    cd = runtime.cvat
+    _, _, train, _ = cd.get_cvat_dataset()  # lists the bucket
+    cd.create_directory_structure()
+    gone = sorted(p.name for p in train)[3]
+    _client(moto).delete_object(Bucket=BUCKET, Key=f"datasets/1/{gone}")  # after the listing
+    with pytest.raises(DatasetError) as err:
+        cd.create_train_images(train)
+    assert str(err.value).startswith(f"staging s3://{BUCKET}/datasets/1/{gone} to ")
+    assert "NoSuchKey" in str(err.value)
+    assert not list((runtime.datasets / "staged" / "1").glob(".*.part"))
+
+
+def test_a_symlinked_stage_dir_is_refused(runtime, moto, s3_dataset, tmp_path):
+    (runtime.datasets / "staged").mkdir()
+    (runtime.datasets / "staged" / "1").symlink_to(tmp_path)
+    with pytest.raises(DatasetError, match="is a symlink; refusing to write through it"):
+        setup(runtime)
