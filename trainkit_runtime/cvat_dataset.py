@@ -81,6 +81,7 @@ from trainkit_runtime.dataset import (
     get_dataset_path,
     load_dataset_filepaths,
 )
+from trainkit_runtime.shared_dicts import dict_class
 from trainkit_runtime.values import ValueRefused, control_characters, printable
 from trainkit_runtime.values import check_label_name as check_label_text
 
@@ -281,20 +282,13 @@ class _AttributeKeys(dict):
 # Attribute values of an <image> element itself that are unique per image: not interned.
 _UNIQUE_IMAGE_ATTRIBUTES = frozenset(("id", "name"))
 _intern = sys.intern
-# The elements a CVAT export repeats per image or shape. Their dicts are key-sharing dicts
-# (PEP 412): the `__dict__` of an instance of one class per element name, taken and kept on its
-# own. It is a plain `dict` in every respect (type, equality, order, json) but all dicts of one
-# element name share one key table, which halves the memory of the per-image dicts (measured:
-# 728 -> 384 bytes for an <image> with a <tag> and a <box>, CPython 3.11-3.13). A class's key
-# table holds at most 30 names; past that its dicts are ordinary ones again.
+# The elements a CVAT export repeats per image or shape: their dicts are key-sharing dicts
+# (shared_dicts.py: plain dicts, half the memory of the per-image dicts at 1M images).
 _REPEATED_ELEMENTS = (
     "image", "box", "polygon", "polyline", "points", "tag", "mask", "ellipse", "skeleton",
     "cuboid", "attribute", "track",
 )  # fmt: skip
-_DICT_CLASSES: dict[str, type] = {
-    name: type(f"_{name}_dict", (), {"__doc__": f"Holds the keys of <{name}> dicts."})
-    for name in _REPEATED_ELEMENTS
-}
+_DICT_CLASSES: dict[str, type] = {name: dict_class(name) for name in _REPEATED_ELEMENTS}
 
 
 class _XmltodictTarget:

@@ -45,6 +45,10 @@ from trainkit_runtime import cvat_shapes
 from trainkit_runtime.cvat_shapes import AREA_KINDS, EmptyShape, ShapeRef
 from trainkit_runtime.dataset import DatasetError
 from trainkit_runtime.json_files import write_json_atomically
+from trainkit_runtime.shared_dicts import dict_class
+
+# COCO's per-image and per-annotation dicts: key-sharing dicts (half the memory at 1M images).
+_COCO_IMAGE, _COCO_ANNOTATION = dict_class("coco_image"), dict_class("coco_annotation")
 
 log = logging.getLogger("cvat_dataset")
 
@@ -477,20 +481,14 @@ def as_coco(
             )
             if not entries:
                 continue
-            images.append(
-                {
-                    "id": image_id,
-                    "file_name": _filename(filepath),
-                    "height": height,
-                    "width": width,
-                }
-            )
+            entry: dict[str, Any] = _COCO_IMAGE().__dict__  # shared_dicts.py: 1M images
+            entry["id"], entry["file_name"] = image_id, _filename(filepath)
+            entry["height"], entry["width"] = height, width
+            images.append(entry)
             for a in entries:
-                entry: dict[str, Any] = {
-                    "id": annotation_id,
-                    "image_id": image_id,
-                    "category_id": category_ids[a.category],
-                }
+                entry = _COCO_ANNOTATION().__dict__
+                entry["id"], entry["image_id"] = annotation_id, image_id
+                entry["category_id"] = category_ids[a.category]
                 if a.segmentation is not None:
                     entry["segmentation"] = a.segmentation
                 entry["area"] = a.area

@@ -70,3 +70,20 @@ def test_matched_image_names_share_the_file_name_string(runtime):
     _, files, _ = runtime.cvat.load_cvat_dataset()
     for path, image in files.items():
         assert image["@name"] == path.name and image["@name"] is path.name
+
+
+def test_coco_entries_are_plain_dicts_in_the_same_key_order(runtime):
+    from trainkit_runtime.cvat_labels import as_coco
+
+    files = {
+        runtime.dataset_dir / "a.jpg": {
+            "@name": "a.jpg", "@width": "8", "@height": "6",
+            "box": {"@label": "x", "@xtl": "1", "@ytl": "1", "@xbr": "3", "@ybr": "4"},
+        }
+    }  # fmt: skip
+    coco = as_coco(["x"], files, "detection")
+    image, annotation = coco["images"][0], coco["annotations"][0]
+    assert type(image) is dict and type(annotation) is dict
+    assert list(image) == ["id", "file_name", "height", "width"]
+    assert list(annotation)[:3] == ["id", "image_id", "category_id"]
+    assert image == {"id": 1, "file_name": "a.jpg", "height": 6, "width": 8}
