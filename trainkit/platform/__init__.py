@@ -38,13 +38,18 @@ def _jsonschema_module() -> ModuleType:
     return module
 
 
+def json_schema_default_class() -> type:
+    """The backend's own JSONSchemaDefault class (for running its code that uses it)."""
+    return _jsonschema_module().JSONSchemaDefault
+
+
 def form_values(schema: dict[str, Any]) -> dict[str, Any]:
     """The values the platform's form starts from for `schema`: the backend's own
     `JSONSchemaDefault(schema).get_default_values()` (booleans without default are True,
     numbers take their `minimum`, `allOf` if/then defaults apply, ...). The backend returns
     None for a schema without properties; that is {} here. Raises PlatformFormError where the
     backend's code raises (e.g. a `type` list: "Type unknown.")."""
-    cls = _jsonschema_module().JSONSchemaDefault
+    cls = json_schema_default_class()
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # it prints before it raises
             values = cls(schema).get_default_values()

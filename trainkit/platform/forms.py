@@ -1,0 +1,98 @@
+"""The two forms a platform user fills before a build: the train form and the ONNX export form.
+
+Each starts from the backend's `JSONSchemaDefault` values (trainkit.platform.form_values);
+what the user does then is either loading a complete set of values (the platform's "upload
+config", a file saved by `trainkit form` or downloaded from the platform: `--config FILE`,
+`--export-config FILE`) or changing single fields (`--set`, `--export-set`). The frontend
+validates live and does not submit invalid values, so neither does trainkit: the first
+offending key is one line. An export form switched off is `{}` (the backend then writes `{}`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from trainkit import platform
+from trainkit.errors import TrainkitError
+
+
+class FormError(TrainkitError):
+    """Form values the platform's form would not submit (or could not start from)."""
+
+
+@dataclass
+class FormInput:
+    """What the user did in one form: loaded a file of values and/or changed fields."""
+
+    file: dict[str, Any] | None = None
+    file_name: str | None = None
+    sets: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return self.file is None and not self.sets
+
+    def describe(self, start: str) -> str:
+        parts = [self.file_name] if self.file is not None else [start]
+        if self.sets:
+            parts.append("--set" if "export" not in start else "--export-set")
+        return " + ".join(parts)
+
+
+def read_values_file(path: Path, option: str) -> dict[str, Any]:
+    """A JSON object of form values (one line naming the file on any problem)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FormError(f"{option} {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormError(f"{option} {path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise FormError(f"{option} {path}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise FormError(f"{option} {path}: must hold a JSON object of form values")
+    return data
+
+
+def initial_values(schema: dict[str, Any], what: str) -> dict[str, Any]:
+    try:
+        return platform.form_values(copy.deepcopy(schema))
+    except platform.PlatformFormError as exc:
+        raise FormError(
+            f"{what}: the platform cannot compute the form's initial values ({exc}); its form "
+            "would not open"
+        ) from None
+
+
+def check_values(values: dict[str, Any], schema: dict[str, Any], source: str) -> None:
+    """FormError naming the first offending key when `values` break `schema`."""
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(values), key=lambda e: [str(p) for p in e.path])
+    if errors:
+        error = errors[0]
+        where = "/".join(str(p) for p in error.path) or "(top level)"
+        raise FormError(f"{source}: {where}: {error.message}")
+
+
+def fill(
+    schema: dict[str, Any],
+    start: dict[str, Any],
+    user: FormInput,
+    start_name: str,
+    *,
+    allow_empty: bool = False,
+) -> dict[str, Any]:
+    """The values the form submits: `start` (its initial or current values), replaced by the
+    user's file, updated by the user's field changes, validated against the schema."""
+    values = copy.deepcopy(user.file if user.file is not None else start)
+    values.update(copy.deepcopy(user.sets))
+    if allow_empty and not values:
+        return values  # the export form switched off
+    check_values(values, schema, user.describe(start_name))
+    return values
