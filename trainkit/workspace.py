@@ -46,9 +46,7 @@ def validate_config(config: dict[str, Any], schema: dict[str, Any], source: str)
     forms.check_values(config, schema, source)
 
 
-def train_config(
-    arch_dir: Path, overrides: dict[str, Any] | None = None, source: str = "--set"
-) -> dict[str, Any]:
+def train_config(arch_dir: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The train form's values: the platform's initial values (the backend's JSONSchemaDefault)
     updated with single-field `overrides`, validated against config.jsonschema."""
     schema = load_schema(arch_dir)

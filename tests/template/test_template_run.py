@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.repo import EXAMPLES_DIR
-from trainkit import score
+from trainkit.platform import score
 from trainkit.synthetic import write_cvat_dataset
 
 pytestmark = pytest.mark.slow
