@@ -160,11 +160,13 @@ def _owner(path: PurePosixPath, archs: list[Arch]) -> tuple[Arch, str] | None:
 
 def _order(candidate: PurePosixPath, schema: PurePosixPath) -> str:
     """Whether rglob lists `candidate` before `schema`: "first", "maybe" or "never"."""
+    if candidate.parent == schema.parent:
+        return "maybe"  # entries of one directory: the file system's order
     if candidate.parent in schema.parent.parents:
         return "first"  # a directory's entries come before anything below it
     if schema.parent in candidate.parents:
         return "never"
-    return "maybe"  # same directory, or another branch: the file system's order
+    return "maybe"  # another branch: which is visited first is the file system's order
 
 
 def check(target: Arch, others: Iterable[Arch]) -> list[Finding]:

@@ -152,10 +152,14 @@ def split_words(text: str, *, assignments: bool) -> list[Word]:
     return words
 
 
+_EXPANSION = re.compile(r"\$(\{[^}]*\}?|\([^)]*\)?|[A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-]?)")
+
+
 def _expansion(text: str, i: int) -> str:
     if text[i] == "`":
         return f"run the command in backticks (`{_snippet(text, i)}`)"
-    return f"expand `{_snippet(text, i)}`"
+    match = _EXPANSION.match(text, i)
+    return f"expand `{match.group(0) if match else '$'}`"
 
 
 def _word(text: str, quoted: list[bool], start: int, end: int, line: str, may_assign: bool):
@@ -232,11 +236,15 @@ def apply_env_file(
     assignments: list[Assignment], shell: dict[str, str], env: dict[str, str]
 ) -> None:
     """Bash semantics: every assignment sets a shell variable; it reaches the environment of
-    the commands started later only when exported or already an environment variable."""
+    the commands started later only when the name is exported (`export`, or an environment
+    variable already), whether the export came before or after the value."""
+    exported = set(env)
     for item in assignments:
+        if item.exported:
+            exported.add(item.name)
         if item.value is not None:
             shell[item.name] = item.value
-        if (item.exported or item.name in env) and item.name in shell:
+        if item.name in exported and item.name in shell:
             env[item.name] = shell[item.name]
 
 
@@ -273,11 +281,22 @@ def time_report(wall: float, before: resource.struct_rusage) -> str:
     return f"\nreal\t{fmt(wall)}\nuser\t{fmt(user)}\nsys\t{fmt(system)}\n"
 
 
-def tree_lines(root: Path, shown: str) -> list[str]:
-    """What `tree DIR` prints (no hidden entries, names sorted, links not followed)."""
+def _utf8_locale(env: dict[str, str]) -> bool:
+    for key in ("LC_ALL", "LC_CTYPE", "LANG"):
+        if env.get(key):
+            return env[key].lower().replace("-", "").endswith("utf8")
+    return False
+
+
+def tree_lines(root: Path, shown: str, utf8: bool = False) -> list[str]:
+    """What `tree DIR` (tree 2.x, as Debian bookworm and Ubuntu 22.04 ship it) prints: no hidden
+    entries, names in byte order, links shown and not followed, the top directory and links to
+    directories counted as directories; line art in UTF-8 only under a UTF-8 locale."""
     if not root.is_dir():
         return [f"{shown}  [error opening dir]", "", "0 directories, 0 files"]
-    lines, counts = [shown], [0, 0]
+    # tree's UTF-8 continuation bar is "│" followed by two no-break spaces and a space
+    tee, last_tee, bar = ("├── ", "└── ", "│\u00a0\u00a0 ") if utf8 else ("|-- ", "`-- ", "|   ")
+    lines, counts = [shown], [1, 0]
 
     def walk(path: Path, prefix: str) -> None:
         try:
@@ -289,14 +308,14 @@ def tree_lines(root: Path, shown: str) -> list[str]:
             return
         for index, entry in enumerate(entries):
             last = index == len(entries) - 1
-            branch = "└── " if last else "├── "
             name = entry.name
             if entry.is_symlink():
                 name += f" -> {Path(entry.path).readlink()}"
-            lines.append(prefix + branch + name)
-            if entry.is_dir(follow_symlinks=False):
+            lines.append(prefix + (last_tee if last else tee) + name)
+            if entry.is_dir():  # a link to a directory counts as one, but is not entered
                 counts[0] += 1
-                walk(Path(entry.path), prefix + ("    " if last else "│   "))
+                if not entry.is_symlink():
+                    walk(Path(entry.path), prefix + ("    " if last else bar))
             else:
                 counts[1] += 1
 
@@ -448,7 +467,7 @@ class StockEntrypoint:
             return 0
 
         def tree() -> int:
-            self.lines(tree_lines(self.c.workdir, "."))
+            self.lines(tree_lines(self.c.workdir, ".", _utf8_locale(self.env)))
             return 0
 
         def jq_config() -> int:
