@@ -37,7 +37,8 @@ RUNS = {
 }
 
 # Runs in the workspace: the exported ONNX model against the PyTorch network it came from
-# (model.pt: export_config.json's save_native writes the state dict next to the ONNX file).
+# (model.pt: --export-set save_native=true writes the state dict next to the ONNX file). The
+# platform's export form's initial values export one fixed input shape, 1x3x224x224.
 COMPARE_ONNX = """
 import json, sys
 import numpy as np, onnxruntime, torch
@@ -49,7 +50,7 @@ net.eval()
 session = onnxruntime.InferenceSession(sys.argv[2], providers=["CPUExecutionProvider"])
 name = session.get_inputs()[0].name
 worst = 0.0
-for shape in ((2, 3, 64, 64), (1, 3, 96, 96)):
+for shape in ((1, 3, 224, 224),):
     image = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = net(image).numpy()
@@ -77,9 +78,11 @@ def stock_config_to_args(config: dict) -> str:
     return " ".join(args)
 
 
-def trainkit_run(arch: Path, minio: Path, run_dir: Path, config_file: Path):
+def trainkit_run(arch: Path, minio: Path, run_dir: Path, values: dict):
     command = [sys.executable, "-m", "trainkit", "run", str(arch), "--minio", str(minio)]
-    command += ["--dataset-id", "1", "--output", str(run_dir), "--config", str(config_file)]
+    command += ["--dataset-id", "1", "--output", str(run_dir)]
+    command += [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+    command += ["--export-set", "save_native=true"]
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 
@@ -87,19 +90,12 @@ class Run:
     def __init__(self, task: str, root: Path):
         example, images, classes, config = RUNS[task]
         self.task = task
-        # A copy of the committed example whose export also writes model.pt (the weights).
         self.arch = root / "templates" / example
         shutil.copytree(EXAMPLES_DIR / example, self.arch)
-        export_config = self.arch / "config" / "export_config.json"
-        export_config.write_text(
-            json.dumps({**json.loads(export_config.read_text()), "save_native": True})
-        )
         self.minio = root / "minio"
         self.run_dir = root / "run"
         write_cvat_dataset(self.minio, 1, images, task, seed=0, n_classes=classes)
-        config_file = root / "config.json"
-        config_file.write_text(json.dumps(config))
-        self.proc = trainkit_run(self.arch, self.minio, self.run_dir, config_file)
+        self.proc = trainkit_run(self.arch, self.minio, self.run_dir, config)
         self.custom = json.loads((self.arch / "config" / "custom.json").read_text())
 
     @property
@@ -221,9 +217,7 @@ def test_train_py_takes_the_platform_stock_argv_line(classification, tmp_path):
 def test_a_second_run_reuses_the_run_directory(segmentation, tmp_path):
     """Re-running with the same --output re-uses the dataset set-up and the checkpoints."""
     trained = segmentation
-    config_file = tmp_path / "config.json"
-    config_file.write_text(json.dumps(RUNS["segmentation"][3]))
-    proc = trainkit_run(trained.arch, trained.minio, trained.run_dir, config_file)
+    proc = trainkit_run(trained.arch, trained.minio, trained.run_dir, RUNS["segmentation"][3])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert score.platform_score(proc.stdout, trained.custom["score_regexp"]) is not None
     assert (trained.output / "model.onnx").is_file()

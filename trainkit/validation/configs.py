@@ -136,8 +136,10 @@ def check_schema(schema: Any, where: str, report: Report) -> bool:
 
 
 def _type_lists(schema: Any, path: str = "") -> Iterator[str]:
+    """Where a schema has `type` lists that JSONSchemaDefault would have to compute a value
+    for (no `default`, no `enum`)."""
     if isinstance(schema, dict):
-        if isinstance(schema.get("type"), list):
+        if isinstance(schema.get("type"), list) and not {"default", "enum"} & schema.keys():
             yield path or "(root)"
         for key, value in schema.items():
             if key in ("properties", "definitions") and isinstance(value, dict):
@@ -181,9 +183,9 @@ def check_initial_values(schema: dict, where: str, report: Report) -> dict | Non
     for path in dict.fromkeys(_type_lists(schema)):
         report.warning(
             where,
-            f"`type` is a list at {path}: the platform's JSONSchemaDefault fails with "
-            "\"TypeError: unhashable type: 'list'\" wherever it computes a value for such a "
-            "property; give it one type (and null via anyOf if needed)",
+            f"`type` is a list without a default at {path}: the platform's JSONSchemaDefault "
+            "fails with \"TypeError: unhashable type: 'list'\" where it computes a value for "
+            "such a property; give it a default, or one type",
         )
     return initial
 
