@@ -92,18 +92,19 @@ def _excluded(name: str, is_dir: bool) -> bool:
 
 
 def architecture_files(arch_dir: Path, *, add_runtime: bool) -> tuple[str, ...]:
-    """The files an upload of `arch_dir` installs (config/ and docker/, as `trainkit package`
-    packs them; add_runtime: plus the runtime copy packaging adds to docker/)."""
+    """The files an upload of `arch_dir` installs. A source tree (add_runtime): config/ and
+    docker/ as `trainkit package` packs them, plus the runtime copy it adds; an uploaded tree
+    (an extracted ZIP): everything in it, since install_template moves the whole directory."""
     files: list[str] = []
-    for sub in (layout.CONFIG_DIR, layout.DOCKER_DIR):
-        base = arch_dir / sub
+    bases = [arch_dir / sub for sub in (layout.CONFIG_DIR, layout.DOCKER_DIR)]
+    for base in bases if add_runtime else [arch_dir]:
         for current, dirnames, filenames in os.walk(base):
             here = Path(current)
-            dirnames[:] = [d for d in dirnames if not _excluded(d, True)]
+            dirnames[:] = [d for d in dirnames if not (add_runtime and _excluded(d, True))]
             files += [
                 (here / f).relative_to(arch_dir).as_posix()
                 for f in filenames
-                if not _excluded(f, False)
+                if not (add_runtime and _excluded(f, False))
             ]
             if len(files) > MAX_FILES:
                 raise ValueError(f"{arch_dir}: more than {MAX_FILES} files")

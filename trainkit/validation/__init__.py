@@ -72,7 +72,7 @@ def validate_directory(path: Path, report: Report) -> None:
             return p.relative_to(base).as_posix()
 
         _check_architecture_dir(path, rel, report)
-        check_platform_lookups(path, rel, report, packaged=False, in_templates_tree=True)
+        check_platform_lookups(path, rel, report, source_tree=True)
         check_architecture(path, rel, report, packaged=False)
         return
     tree = check_structure(path.parent, report, only=path.name)

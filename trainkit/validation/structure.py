@@ -133,8 +133,7 @@ def check_structure(extract_root: Path, report: Report, only: str | None = None)
     _check_required(tree, root, "common.json", report)
     if tree.arch_dir is not None:
         _check_required(tree, tree.arch_dir, "template.json", report)
-        packaged = (tree.arch_dir / layout.DOCKER_DIR / layout.RUNTIME_PACKAGE).is_dir()
-        check_platform_lookups(tree.arch_dir, tree.rel, report, packaged=packaged)
+        check_platform_lookups(tree.arch_dir, tree.rel, report, source_tree=False)
 
     for f in files:
         if f.suffix in (".json", ".jsonschema"):
@@ -146,20 +145,19 @@ def check_structure(extract_root: Path, report: Report, only: str | None = None)
     return tree
 
 
-def check_platform_lookups(
-    arch: Path, rel, report: Report, *, packaged: bool, in_templates_tree: bool = False
-) -> None:
+def check_platform_lookups(arch: Path, rel, report: Report, *, source_tree: bool) -> None:
     """The backend finds an installed architecture's Dockerfile and form schema by substring
     over every file of its provider (trainkit/platform/lookup.py, the backend's own code): its
     name against its siblings (in_templates_tree: the other architectures next to it here) and
     the platform's stock templates, and stray files with stem 'config'.
 
-    packaged: arch comes from a ZIP (docker/ holds the runtime copy) rather than a source tree."""
+    source_tree: arch is an architecture directory of a templates tree (what `trainkit package`
+    would upload, next to its siblings), not an upload (a ZIP, a template root)."""
     parts = arch.resolve().parts[-3:]
     try:
-        files = lookup.architecture_files(arch, add_runtime=not packaged)
+        files = lookup.architecture_files(arch, add_runtime=source_tree)
         others = lookup.stock_architectures(parts[0])
-        if in_templates_tree:
+        if source_tree:
             others += lookup.local_siblings(arch, add_runtime=True)
         findings = lookup.check(lookup.Arch(*parts, files, "target"), others)
     except (OSError, ValueError) as exc:
