@@ -36,7 +36,7 @@ def levels(target: str, others: list[str], extra: tuple[str, ...] = ()) -> list[
         ("Acme/Classification/TinyNet", ["Acme/Detection/TinyDet"], []),
         ("Acme/Classification/Net", ["Acme/Classification/TinyNet"], ["ERROR"]),  # in a sibling's
         ("Acme/Classification/TinyNet2", ["Acme/Classification/TinyNet"], ["ERROR"]),  # breaks it
-        ("Acme/Classification/Class", ["Acme/Detection/TinyDet"], []),  # other category: fine
+        ("Acme/Classification/Class", ["Acme/Detection/TinyDet"], ["WARNING"]),  # latent
         ("Acme/Classification/Class", ["Acme/Classification/TinyNet"], ["ERROR"]),
         ("Acme/Detection/Det", [], ["WARNING"]),  # in its own category: latent
         ("Acme/Classification/Acm", [], ["WARNING"]),  # in its provider

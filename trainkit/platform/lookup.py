@@ -190,7 +190,8 @@ def check(target: Arch, others: Iterable[Arch]) -> list[Finding]:
             # with no Dockerfile there is no build: which schema the form shows is moot
             findings += dockerfile or _config_findings(util, arch, target, archs)
     findings += _listing_findings(target)
-    findings += _latent_findings(target, same_provider)
+    if not any(f.message.startswith("the platform cannot build this") for f in findings):
+        findings += _latent_findings(target)
     return list(dict.fromkeys(findings))
 
 
@@ -280,12 +281,12 @@ def _extension_effect(path: PurePosixPath) -> str:
     return f": a {path.suffix or 'suffix-less'} file is its 400 'Unsupported config file extension'"
 
 
-def _latent_findings(target: Arch, same_provider: list[Arch]) -> list[Finding]:
-    """A name that every file below the provider contains: only the other architectures the
-    platform's provider holds (not known here) decide whether the build works."""
+def _latent_findings(target: Arch) -> list[Finding]:
+    """A name that every file below the provider (or the category) contains: whether the build
+    works depends on the other architectures the platform holds there, not known here."""
     around = f"{TEMPLATES_REL}/{target.provider}/{target.category}/"
-    if target.name not in around or same_provider:
-        return []  # with siblings present, check() ran the real look-ups instead
+    if target.name not in around:
+        return []
     return [
         Finding(
             "WARNING",
