@@ -88,14 +88,14 @@ class Runtime:
     def parse(cls, value: str) -> Runtime:
         name, sep, directory = value.partition("=")
         if name not in RUNTIMES or (sep and name != "platform"):
-            raise UsageError(f"--runtime {value!r}: use trainkit, platform or platform=DIR")
+            raise argparse.ArgumentTypeError(f"{value!r}: use trainkit, platform or platform=DIR")
         if name == "trainkit":
             return cls(name)
         stock = Path(directory).resolve() if sep else MODEL_TRAINING_DIR
         for sub in ("common", "datasets", "export"):
             if not (stock / sub).is_dir():
-                raise UsageError(
-                    f"--runtime {value}: {stock} is not a model-training/ directory (no {sub}/)"
+                raise argparse.ArgumentTypeError(
+                    f"{value}: {stock} is not a model-training/ directory (no {sub}/)"
                 )
         return cls(name, stock)
 
@@ -245,6 +245,7 @@ def _form_input(file: Path | None, sets: list[str], file_option: str, set_option
         file=forms.read_values_file(file, file_option) if file else None,
         file_name=f"{file_option} {file}" if file else None,
         sets=parse_assignments(sets, set_option),
+        sets_name=set_option,
     )
 
 
@@ -342,6 +343,7 @@ def prepare(plan: RunPlan, args: argparse.Namespace | None = None) -> None:
     (plan.datasets_root / lifecycle.SETUP_DONE_FILENAME).unlink(missing_ok=True)
     if engine_name == "none":
         _prepare_workdir(plan, assembled.context)
+        plan.env = local_env(plan)
     plan.container_log.write_text("", encoding="utf-8")
     plan.row.save(plan.state_file)
 
@@ -497,14 +499,19 @@ def _container_env(plan: RunPlan) -> dict[str, str]:
     return dict(plan.row.extra.get("env") or {"DATASET_ID": plan.dataset_id})
 
 
+def local_env(plan: RunPlan) -> dict[str, str]:
+    """The environment of the container without an engine: this machine's with the image's
+    paths mapped, the image's ENV (platform runtime) and what `docker run -e` gave it."""
+    return {**base_env(plan), **plan.row.extra.get("image_env", {}), **_container_env(plan)}
+
+
 def run_local(plan: RunPlan, args: argparse.Namespace | None = None) -> tuple[int, str]:
     """Engine `none`: the entrypoint as a subprocess with the WORKDIR as cwd."""
     logs = [plan.log_file, plan.container_log]
-    env = {**base_env(plan), **_container_env(plan)}
+    env = local_env(plan)
     if not plan.runtime.platform:
         return stream(["bash", "docker-entrypoint.sh"], plan.workdir, env, logs)
     spec = plan.run_dir / "container-spec.json"
-    env = {**env, **plan.row.extra.get("image_env", {})}
     spec.write_text(
         json.dumps(
             {
@@ -572,6 +579,13 @@ def summarize(plan: RunPlan, args: argparse.Namespace, exit_code: int) -> None:
         lines.append(f"  score:  {row.score_name} = {result.value} ({score_file})")
         if exit_code != 0:
             lines.append("          (the run failed, but the platform stores this score)")
+        back = platform_score.lines_from_end(log_text, row.score_regexp) or 0
+        if not plan.runtime.platform and back + stock_entrypoint.STOCK_TRAILER_LINES > result.tail:
+            lines.append(
+                f"  note:   the score line is {back} lines from the end of the log; under the "
+                f"platform's stock entrypoint ({stock_entrypoint.STOCK_TRAILER_LINES} more lines "
+                f"after train.py) it would not be in the last {result.tail} the platform reads"
+            )
     else:
         score_file.unlink(missing_ok=True)
         back = platform_score.lines_from_end(log_text, row.score_regexp)

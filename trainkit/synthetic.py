@@ -128,8 +128,8 @@ def _image_xml(
         if task == "classification":
             lines.append(f'    <tag label={label} source="manual">\n    </tag>')
         if task in ("classification", "detection"):
-            # Classification images get a box too: the platform's stock as_coco reads boxes
-            # for classification, ours reads the tag.
+            # Classification images get a box too (the older template repository's as_coco
+            # read boxes for classification; the platform's and ours read the tag).
             x0, y0, x1, y1 = shape.bounds()
             lines.append(
                 f'    <box label={label} source="manual" occluded="0" xtl="{_fmt(x0)}" '

@@ -130,5 +130,5 @@ def test_form_values_given_by_the_user(tmp_path):
             arch,
             tmp_path / "ctx",
             MODEL_TRAINING_DIR,
-            export=forms.FormInput(sets={"opset_version": 99}),
+            export=forms.FormInput(sets={"opset_version": 99}, sets_name="--export-set"),
         )

@@ -171,6 +171,8 @@ def test_time_report_has_bashs_format():
     ours = se.time_report(75.5, resource.getrusage(resource.RUSAGE_CHILDREN))
     assert re.fullmatch(pattern, ours)
     assert "real\t1m15.500s" in ours
+    # what run.py's summary counts on after train.py: the report, then "Training ended"
+    assert ours.count("\n") + 1 == se.STOCK_TRAILER_LINES
 
 
 # --- the steps, on a small WORKDIR ------------------------------------------------------------

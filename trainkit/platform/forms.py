@@ -33,6 +33,7 @@ class FormInput:
     file: dict[str, Any] | None = None
     file_name: str | None = None
     sets: dict[str, Any] = field(default_factory=dict)
+    sets_name: str = "--set"  # the option the field changes came from
 
     @property
     def empty(self) -> bool:
@@ -41,7 +42,7 @@ class FormInput:
     def describe(self, start: str) -> str:
         parts = [self.file_name] if self.file is not None else [start]
         if self.sets:
-            parts.append("--set" if "export" not in start else "--export-set")
+            parts.append(self.sets_name)
         return " + ".join(parts)
 
 

@@ -131,11 +131,16 @@ class Build:
 
 
 class _NoContainer:
-    def read(self, container_path: str) -> bytes | None:
-        raise PlatformError("no container has been built yet")
+    """Before run_train_container: there is nothing to copy into or read from."""
 
-    write = read  # type: ignore[assignment]
-    logs = read  # type: ignore[assignment]
+    def read(self, container_path: str) -> bytes | None:
+        raise PlatformError("no container has been created yet")
+
+    def write(self, container_dir: str, source: Path) -> None:
+        raise PlatformError("no container has been created yet")
+
+    def logs(self, tail: int) -> str:
+        raise PlatformError("no container has been created yet")
 
 
 @contextlib.contextmanager

@@ -47,6 +47,9 @@ ENV_FILE = ".env"
 # Exit status when trainkit refuses what the platform's bash would expand or execute.
 REFUSED = 3
 REFUSAL_PREFIX = "trainkit: refused: "
+# Lines the stock entrypoint prints after train.py's last one: bash's `time` report (a blank
+# line, real, user, sys) and "Training ended: ...".
+STOCK_TRAILER_LINES = 5
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Keys a .env may not set when the steps run on this machine (no container): they would steer
