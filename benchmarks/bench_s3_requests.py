@@ -126,6 +126,7 @@ def environment(work: Path, server: MotoServer) -> dict[str, str]:
     if ca_bundle := os.environ.get("AWS_CA_BUNDLE"):
         env["AWS_CA_BUNDLE"] = ca_bundle
     env.update(
+        PYTHON=sys.executable,  # mount-s3.sh's STS helper: this environment's interpreter
         HOME=str(work / "home"),
         AWS_SHARED_CREDENTIALS_FILE=str(work / "home" / ".aws" / "credentials"),
         MINIO_ROOT=str(work / "minio"),
@@ -165,8 +166,9 @@ def make_workspace(work: Path) -> Path:
     return workspace
 
 
-def measure(n_images: int, work: Path, readdir: bool = False) -> dict:
-    """Requests and time of setup.py for `n_images` placeholder images under `work`."""
+def measure(n_images: int, work: Path, readdir: bool = False, keep_requests: bool = False) -> dict:
+    """Requests and time of setup.py for `n_images` placeholder images under `work`;
+    `keep_requests` adds the (method, path?query) of each request as `request_lines`."""
     with moto_server(work) as server:
         upload_dataset(server, work / "upload", n_images)
         env = environment(work, server)
@@ -202,6 +204,8 @@ def measure(n_images: int, work: Path, readdir: bool = False) -> dict:
             "setup_seconds": round(seconds, 2),
             "requests": classify(setup_requests, f"datasets/{DATASET_ID}/"),
         }
+        if keep_requests:
+            report["request_lines"] = [parse_request(line) for line in setup_requests]
         counts = report["requests"]
         report["beyond_annotation_file"] = counts["total"] - counts.get("annotation", 0)
         scaling = counts.get("list_v2", 0) + counts.get("image", 0) + counts.get("other", 0)

@@ -1,5 +1,10 @@
-"""Shared fixtures. Tests that need FUSE or a container engine skip with a printed reason when
-the machine lacks them; under CI=true an s3fs or container test that cannot run fails instead."""
+"""Shared fixtures and the machine-requirement gate.
+
+Tests marked `s3fs` need FUSE and s3fs-fuse, tests marked `container` a container engine. The
+gate runs in `pytest_runtest_setup` before any fixture of the test is set up, so a session
+fixture such as `engine` or `base_image` (tests/container/conftest.py, minutes of base-image
+build) never runs, or raises, on a machine that cannot run the test: the test skips with the
+reason, and under CI=true it fails with the reason instead."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.services import IN_CI, MotoServer, fuse_missing, moto_server
+from tests.support.services import MotoServer, fuse_missing, moto_server, skip_or_fail
 
 
 @functools.cache
@@ -18,18 +23,19 @@ def _engine_unavailable() -> str | None:
     return engine_unavailable()
 
 
-def _skip_or_fail(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true but this test cannot run: {reason}")
-    pytest.skip(reason)
+def machine_lacks(item: pytest.Item) -> str | None:
+    """Why this machine cannot run `item` (by its markers), or None."""
+    if item.get_closest_marker("s3fs") and (reason := fuse_missing()):
+        return reason
+    if item.get_closest_marker("container") and (reason := _engine_unavailable()):
+        return f"no container engine: {reason}"
+    return None
 
 
-@pytest.fixture(autouse=True)
-def _machine_requirements(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("s3fs") and (reason := fuse_missing()):
-        _skip_or_fail(reason)
-    if request.node.get_closest_marker("container") and (reason := _engine_unavailable()):
-        _skip_or_fail(f"no container engine: {reason}")
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if reason := machine_lacks(item):
+        skip_or_fail(reason)
 
 
 @pytest.fixture

@@ -56,14 +56,17 @@ def leftovers(root: Path) -> list[str]:
 
 
 def lint(root: Path, config: Path) -> int:
-    """ruff of this interpreter's environment (not whatever is on PATH), with config's rules."""
+    """ruff of this interpreter's environment (not whatever is on PATH), with config's rules,
+    run from config's directory: ruff resolves a --config file's relative settings (`src`,
+    which decides first- vs third-party imports) against the working directory."""
     ruff = [sys.executable, "-m", "ruff"]
+    config, root = config.resolve(), root.resolve()
     status = 0
     for command in (
         [*ruff, "format", "--check", "--quiet", "--config", str(config), str(root)],
         [*ruff, "check", "--quiet", "--config", str(config), str(root)],
     ):
-        status |= subprocess.run(command, check=False).returncode
+        status |= subprocess.run(command, cwd=config.parent, check=False).returncode
     return status
 
 

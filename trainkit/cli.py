@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "trainkit.upload",
     "trainkit.export",
     "trainkit.form.command",
+    "trainkit.update.command",
 )
 
 

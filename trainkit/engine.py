@@ -145,7 +145,8 @@ def engine_unavailable() -> str | None:
 
 def ensure_local_base_image(engine: Engine) -> str:
     """Build (or take from the cache) the offline base image; return its tag."""
-    env = {"CONTAINER_ENGINE": engine.name, **engine.env}
+    # PYTHON: the script `pip download`s the training stack with this environment's pip.
+    env = {"CONTAINER_ENGINE": engine.name, "PYTHON": sys.executable, **engine.env}
     print(f"$ {shlex.join([str(BASE_IMAGE_SCRIPT)])}", file=sys.stderr, flush=True)
     proc = subprocess.run(
         ["bash", str(BASE_IMAGE_SCRIPT)],

@@ -162,7 +162,9 @@ def collect_entries(
         files += _tree_entries(arch / sub, f"{arch_arc}/{sub}")
     files += _runtime_entries(f"{arch_arc}/{layout.DOCKER_DIR}", arch / layout.DOCKER_DIR)
     for extra in sorted(arch.iterdir()):
-        if extra.name not in (layout.CONFIG_DIR, layout.DOCKER_DIR):
+        # hidden entries (e.g. the .trainkit-answers.json record of `trainkit new`) are the
+        # developer's own and never meant for the platform: skipped without a word
+        if extra.name not in (layout.CONFIG_DIR, layout.DOCKER_DIR) and extra.name[:1] != ".":
             log.info("not packaged: %s (only config/ and docker/ are)", extra)
     dirs = {str(Path(e.arcname).parent.as_posix()) for e in files}
     for d in list(dirs):

@@ -78,6 +78,20 @@ def score_lines(text: str) -> list[float]:
     return [float(v) for v in re.findall(r"Accuracy:\s*([0-9]+(?:\.[0-9]+)?)", text)]
 
 
+def assert_classifier_onnx(model: Path, num_classes: int = 3) -> None:
+    """The model file is an ONNX classifier onnxruntime runs: the example's input, one logit
+    per class (synthetic datasets have 3 classes by default)."""
+    import numpy as np
+    import onnxruntime
+
+    export_config = json.loads((EXAMPLE / "config" / "export_config.json").read_text())
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == export_config["input_names"]
+    image = np.zeros(export_config["input_shapes"][0], dtype=np.float32)
+    (logits,) = session.run(None, {export_config["input_names"][0]: image})
+    assert logits.shape == (1, num_classes) and np.isfinite(logits).all()
+
+
 def owner(path: Path) -> tuple[int, int]:
     st = path.stat()
     return st.st_uid, st.st_gid
@@ -107,7 +121,7 @@ def test_mocked_minio_run_then_restart(tmp_path, engine, base_image, minio, cont
     assert score_lines(first.stdout), "no score line in the container's output"
     output = run_dir / "output"
     model = output / "model.onnx"
-    assert model.is_file() and model.stat().st_size > 0
+    assert_classifier_onnx(model)
     assert (output / "checkpoints" / "last.ckpt").is_file()
     assert not (output / "failure").exists()
     for path in (model, output / "checkpoints" / "last.ckpt"):
@@ -181,7 +195,8 @@ def test_s3_mode_mounts_the_bucket_inside_the_container(
     assert token not in result.stdout + result.stderr
     assert score_lines(result.stdout)
     model = run_dir / "output" / "model.onnx"
-    assert model.is_file() and owner(model) == USER
+    assert_classifier_onnx(model)
+    assert owner(model) == USER
     seen = "\n".join(moto.requests_seen())
     assert "POST / " in seen or "POST /?" in seen, "no STS request reached moto"
     assert re.search(rf"GET /{bucket}/datasets/{DATASET_ID}/synthetic_\d+\.png", seen), (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cvat import tag_image, task_xml, tree_snapshot
+from tests.support.cvat import backdate_links, link_identities, tag_image, task_xml, tree_snapshot
 from trainkit_runtime import cvat_dataset as cd
 from trainkit_runtime import dataset
 from trainkit_runtime.dataset import DatasetError
@@ -272,17 +272,19 @@ def test_rerun_is_idempotent_and_never_touches_outside(runtime, tmp_path):
     (train_dir / "old.txt").write_text("x")
     (train_dir / "keepdir").mkdir()
     (runtime.datasets / "labels" / "train" / "stale.txt").write_text("x")
-    first = tree_snapshot(runtime.datasets)
+    backdate_links(runtime.datasets)
+    first = link_identities(runtime.datasets)
     minio_before = tree_snapshot(runtime.minio)
     _setup(runtime)
     assert user_file.read_text() == "keep me"
     assert not (train_dir / "stale.jpg").exists() and not (train_dir / "old.txt").exists()
     assert (train_dir / "keepdir").is_dir()
     assert not (runtime.datasets / "labels" / "train" / "stale.txt").exists()
-    second = tree_snapshot(runtime.datasets)
-    for name, entry in second.items():
-        if entry[3] is not None:  # a symlink: unchanged links are kept, not re-created
-            assert first[name][2] == entry[2], name
+    # The correct links are kept as they are (same inode, same mtime), not re-created; only
+    # the stale link is gone.
+    del first[str(Path("images", "train", "stale.jpg"))]
+    assert len(first) == 12
+    assert link_identities(runtime.datasets) == first
     assert tree_snapshot(runtime.minio) == minio_before
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from tests.support.cvat import (
     DATA,
+    backdate_links,
+    link_identities,
     make_workspace,
     tag_image,
     task_xml,
@@ -72,12 +74,18 @@ def test_rerun_gives_the_same_tree(stock_workspace):
     ws = stock_workspace
     write_cvat_dataset(ws.minio, 1, 30, "classification")
     assert ws.run_setup().returncode == 0
-    first = {k: v[3] for k, v in tree_snapshot(ws.datasets).items()}
-    labels = (ws.datasets / "labels" / "val" / "labels.json").read_text()
+    backdate_links(ws.datasets)
+    first = link_identities(ws.datasets)
+    assert len(first) == 30
+    tree = {k: (v[0], v[3]) for k, v in tree_snapshot(ws.datasets).items()}  # kinds, targets
+    labels = {s: (ws.datasets / "labels" / s / "labels.json").read_text() for s in ("train", "val")}
     proc = ws.run_setup()
     assert proc.returncode == 0, proc.stderr
-    assert {k: v[3] for k, v in tree_snapshot(ws.datasets).items()} == first
-    assert (ws.datasets / "labels" / "val" / "labels.json").read_text() == labels
+    # Every link kept as it was (inode, mtime, target), not deleted and re-created.
+    assert link_identities(ws.datasets) == first
+    assert {k: (v[0], v[3]) for k, v in tree_snapshot(ws.datasets).items()} == tree
+    for split, text in labels.items():
+        assert (ws.datasets / "labels" / split / "labels.json").read_text() == text
 
 
 def test_yolo_setup_for_detection(tmp_path):
@@ -92,7 +100,7 @@ def test_yolo_setup_for_detection(tmp_path):
         for line in lines:
             cls, *coords = line.split()
             assert cls in {"0", "1", "2"}
-            assert all(0 < float(c) <= 1 for c in coords)
+            assert len(coords) == 4 and all(0 < float(c) <= 1 for c in coords), line
 
 
 def test_names_with_spaces_and_unicode_and_duplicate_basenames(stock_workspace):

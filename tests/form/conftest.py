@@ -9,25 +9,18 @@ from typing import Any
 import pytest
 
 from tests.form import harness
-from tests.support.services import IN_CI
-
-
-def _skip_or_fail(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true but the browser test cannot run: {reason}")
-    print(f"SKIP browser test: {reason}")
-    pytest.skip(reason)
+from tests.support.services import skip_or_fail
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if reason := harness.chromium_missing():
-        _skip_or_fail(reason)
+        skip_or_fail(reason)
     try:
         launched = harness.launch_chromium()
         chromium = launched.__enter__()
     except Exception as exc:  # any launch failure is "Chromium cannot start here"
-        _skip_or_fail(f"headless Chromium did not start: {type(exc).__name__}: {exc}")
+        skip_or_fail(f"headless Chromium did not start: {type(exc).__name__}: {exc}")
     try:
         yield chromium
     finally:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.repo import REPO_ROOT
+from tests.support.services import skip_or_fail
 from trainkit.form import rjsf_findings
 
 FRONTEND = REPO_ROOT / "frontend"
@@ -58,7 +59,7 @@ def test_installed_package_has_the_built_page() -> None:
 def test_wheel_from_a_clean_tree_ships_the_bundle(tmp_path: Path) -> None:
     """A checkout without the bundle or node_modules: building the wheel builds the page."""
     if shutil.which("npm") is None:
-        pytest.skip("npm is not installed")
+        skip_or_fail("npm is not installed (needed to build the form bundle)")
     tracked = (
         subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True)
         .stdout.decode()

@@ -4,6 +4,7 @@ in the ZIP, message fragment) and that nothing was written outside the validator
 from __future__ import annotations
 
 import json
+import os
 import stat
 import tempfile
 import warnings
@@ -16,7 +17,6 @@ import pytest
 from tests.support.template_tree import ARCH, TOP, valid_files, write_zip
 from trainkit import layout
 from trainkit.validation import validate_path
-from trainkit.validation.configs import load_schema_args
 from trainkit.validation.report import Report
 
 A = f"{TOP}/{ARCH}"  # the architecture dir as it appears in the ZIP
@@ -89,11 +89,44 @@ def test_valid_zip_passes(sandbox):
 # --- ZIP safety (central directory, nothing extracted) -------------------------------------
 
 
-def test_zip_slip(sandbox):
+@pytest.fixture
+def extraction_roots(monkeypatch) -> list[Path]:
+    """The temp dirs the validator makes (TemporaryDirectory calls tempfile.mkdtemp)."""
+    made: list[Path] = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def recording(*args, **kwargs):
+        path = real_mkdtemp(*args, **kwargs)
+        made.append(Path(path))
+        return path
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recording)
+    return made
+
+
+def test_dot_dot_inside_the_archive_is_refused_too(sandbox):
+    """`TOP/../evil.py` normalises to a path inside the extraction dir; any `..` is refused."""
     name = f"{TOP}/../evil.py"
     report = run(sandbox, lambda p: raw_zip(p, [*valid_entries(), (name, b"x")]))
     assert_finding(report, "ERROR", name, "zip slip")
-    assert not (sandbox.parent / "evil.py").exists()
+
+
+# Entries that leave the extraction dir: into the validator's TMPDIR, and into the test's dir.
+@pytest.mark.parametrize(
+    "name", [f"{TOP}/../../evil.py", f"{TOP}/../../../evil.py", "../../evil.py"]
+)
+def test_zip_slip(sandbox, extraction_roots, name):
+    report = run(sandbox, lambda p: raw_zip(p, [*valid_entries(), (name, b"x")]))
+    assert_finding(report, "ERROR", name, "zip slip")
+    assert not report.ok
+    # Where a naive extractor into the validator's temp dir would have put the entry.
+    roots = [r for r in extraction_roots if r.name.startswith("trainkit-validate-")]
+    assert roots, "the validator no longer extracts into a trainkit-validate-* temp dir"
+    for root in roots:
+        landing = Path(os.path.normpath(root / name))
+        assert not landing.is_relative_to(root), landing  # the entry really escapes
+        assert landing.parent.is_relative_to(sandbox.parent), landing  # inside this test's dir
+        assert not landing.exists(), f"{name} was extracted to {landing}"
 
 
 def test_absolute_path(sandbox):
@@ -314,7 +347,6 @@ def test_property_that_cannot_be_a_flag(sandbox):
     assert_finding(report, "ERROR", f"{TOP}/{SCHEMA}", "'batch size' cannot be a command-line flag")
 
 
-@pytest.mark.skipif(load_schema_args() is None, reason="common/schema_args.py not on main yet")
 def test_presets_not_valid_for_schema(sandbox):
     files = mutated({f"{ARCH}/config/presets.json": js({"epochs": "many"})})
     report = run(sandbox, lambda p: write_zip(p, files))

@@ -1,14 +1,20 @@
-"""The argv round-trip check, with stand-in schema_args modules that break it on purpose (the
-real common/schema_args.py is exercised by the other suites once it is on main)."""
+"""The argv round-trip check: with stand-in schema_args modules that break it on purpose, with
+the real trainkit_runtime.schema_args, and the validator's model of the platform's line
+against the platform's own config_to_args.py and entrypoint command (tests/support/
+platform_stock.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import types
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tests.support.platform_stock import stock_config_to_args_line, stock_entrypoint_argv
 from tests.support.template_tree import ARCH, TOP, valid_files, write_zip
 from trainkit.validation import configs, validate_path
 
@@ -102,18 +108,46 @@ def test_presets_break_the_schema(monkeypatch, tmp_path):
     ), report.lines()
 
 
-@pytest.mark.parametrize(
-    ("line_config", "expected"),
-    [
-        (
-            {"a": True, "b": False, "c": [1, 2], "d": None, "e": "", "train-split": 0.8},
-            ["--a", "--c", "1", "2"],
-        ),
-        ({"lr": 0.001, "name": "x"}, ["--lr", "0.001", "--name", "x"]),
-    ],
-)
-def test_platform_argv_matches_the_stock_config_to_args(line_config, expected):
+LINE_CASES = [
+    (
+        {"a": True, "b": False, "c": [1, 2], "d": None, "e": "", "train-split": 0.8},
+        ["--a", "--c", "1", "2"],
+    ),
+    ({"lr": 0.001, "name": "x"}, ["--lr", "0.001", "--name", "x"]),
+    (
+        {"big": 1e16, "neg": -3, "flags": [True, False], "empty": []},
+        ["--big", "1e+16", "--neg", "-3", "--flags", "True", "False"],
+    ),
+    ({"test-split": 0.2, "zero": 0, "f": 0.0}, ["--zero", "0", "--f", "0.0"]),
+]
+
+
+@pytest.mark.parametrize(("line_config", "expected"), LINE_CASES)
+def test_platform_argv_is_what_the_stock_entrypoint_passes(tmp_path, line_config, expected):
+    """The validator's model of the platform line against the platform's own files: its
+    config_to_args.py under its entrypoint's `eval "time python train.py $(...)"`."""
+    assert stock_entrypoint_argv(line_config, tmp_path) == expected
     assert configs.platform_argv(line_config) == expected
+
+
+SAFE_TEXT = st.text("abcXYZ019_./:-", min_size=1, max_size=8).filter(lambda w: w[0] != "-")
+LINE_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=False, allow_infinity=False),
+    SAFE_TEXT,
+    st.just(""),
+    st.lists(st.one_of(st.integers(-99, 99), SAFE_TEXT, st.booleans()), max_size=4),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.from_regex(r"[a-z][a-z-]{0,8}", fullmatch=True), LINE_VALUE))
+def test_platform_argv_matches_the_stock_config_to_args(config):
+    """For values without shell specials, the entrypoint's eval splits the stock line into
+    words exactly like shlex.split (shown above for fixed cases)."""
+    assert configs.platform_argv(config) == shlex.split(stock_config_to_args_line(config))
 
 
 # --- with the real common/schema_args.py ---------------------------------------------------

@@ -72,6 +72,20 @@ def listing(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
+def onnx_output(path: Path, x: np.ndarray, input_name: str = "image") -> np.ndarray:
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {input_name: x})[0]
+
+
+def torch_output(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+SAMPLE = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
+
+
 def test_onnx_matches_pytorch_including_dynamic_batch(workdir: Path) -> None:
     model = TinyCNN()
     model.train()
@@ -98,11 +112,12 @@ def test_platform_style_config_keys_are_accepted(workdir: Path) -> None:
     del config["input_names"]  # the platform names missing inputs "Input 1", ...
     config["dynamic_axes"] = {"Input 1": [0], "logits": [0]}
     (workdir / "export_config.json").write_text(json.dumps(config))
-    written = export_model(TinyCNN(), workdir / "model.pt", "pytorch", save_pt)
+    model = TinyCNN()
+    written = export_model(model, workdir / "model.pt", "pytorch", save_pt)
     session = onnxruntime.InferenceSession(str(written), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["Input 1"]
-    (got,) = session.run(None, {"Input 1": np.zeros((5, 3, 16, 16), np.float32)})
-    assert got.shape == (5, 4)
+    got = onnx_output(written, SAMPLE, "Input 1")
+    np.testing.assert_allclose(got, torch_output(model, SAMPLE), atol=1e-4)
 
 
 def test_save_native_writes_both(workdir: Path) -> None:
@@ -145,8 +160,13 @@ def test_mismatching_onnx_is_a_failure(workdir: Path, caplog: pytest.LogCaptureF
 def test_tolerance_is_configurable(workdir: Path) -> None:
     config = {**EXPORT_CONFIG, "verify_atol": 2.0}
     (workdir / "export_config.json").write_text(json.dumps(config))
-    written = export_model(ExportsSomethingElse(), workdir / "model.pt", "pytorch", save_pt)
+    model = ExportsSomethingElse()
+    written = export_model(model, workdir / "model.pt", "pytorch", save_pt)
     assert written == workdir / "model.onnx"
+    # Kept although it differs by 1 (within the configured 2): the graph exported, +1.
+    np.testing.assert_allclose(
+        onnx_output(written, SAMPLE), torch_output(model, SAMPLE) + 1.0, atol=1e-4
+    )
 
 
 def test_non_dynamic_axes_are_caught(workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -225,17 +245,22 @@ def test_export_config_path_can_be_overridden(workdir: Path, tmp_path_factory: A
     other = tmp_path_factory.mktemp("cfg") / "mine.json"
     other.write_text(json.dumps(EXPORT_CONFIG))
     (workdir / "export_config.json").unlink()
-    written = export_model(
-        TinyCNN(), workdir / "m.pt", "pytorch", save_pt, export_config_path=other
-    )
+    model = TinyCNN()
+    written = export_model(model, workdir / "m.pt", "pytorch", save_pt, export_config_path=other)
     assert written == workdir / "m.onnx"
+    np.testing.assert_allclose(onnx_output(written, SAMPLE), torch_output(model, SAMPLE), atol=1e-4)
 
 
 def test_unsupported_format_falls_back(workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="export"):
-        written = export_model(TinyCNN(), workdir / "m.pt", "keras", save_pt)
+        model = TinyCNN()
+        written = export_model(model, workdir / "m.pt", "keras", save_pt)
     assert written == workdir / "m.pt"
     assert "model format 'keras' cannot be exported to ONNX here" in caplog.text
+    saved = torch.load(written)
+    assert saved.keys() == model.state_dict().keys()
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    assert listing(workdir) == ["export_config.json", "m.pt"]
 
 
 def test_interrupted_export_leaves_no_model(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,7 +291,7 @@ def test_fallback_that_writes_elsewhere_still_works(workdir: Path) -> None:
         save_pt(model, str(elsewhere))
 
     assert export_model(FailsToExport(), workdir / "m.pt", "pytorch", own_path) == workdir / "m.pt"
-    assert elsewhere.is_file()
+    assert set(torch.load(elsewhere)) >= {"head.weight", "head.bias"}
     assert not (workdir / "m.pt").exists()
 
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.platform_stock import stock_config_to_args_line, stock_entrypoint_argv
 from trainkit_runtime import schema_args as sa
 
 SCHEMA: dict[str, Any] = {
@@ -237,7 +238,7 @@ def test_inference_without_schema_keeps_json_types() -> None:
 def test_inferred_defaults_match_what_the_platform_line_omits() -> None:
     config = {"flag": False, "name": "", "tags": [], "lr": None, "n": 3}
     parser = sa.build_parser(None, config)
-    ns = parser.parse_args(shlex.split(platform_line(config)))
+    ns = parser.parse_args(platform_argv(config))
     assert sa.namespace_to_config(ns, parser=parser) == config
     ns.tags.append("x")  # defaults are not shared between parses
     assert parser.parse_args([]).tags == []
@@ -273,28 +274,17 @@ def test_parse_train_args_invalid_json_names_the_file(tmp_path: Path) -> None:
         sa.parse_train_args([], workdir=tmp_path)
 
 
-# --- the platform's stock config_to_args.py line ---------------------------------------------
+# --- the platform's stock config_to_args.py line (the real file, trainkit/platform/backend) ---
 
 
-def platform_line(config: dict[str, Any]) -> str:
-    """The stock script's behaviour as DESIGN.md §3 describes it (reimplemented, not copied)."""
-    words = []
-    for key, value in config.items():
-        if value is None or value == "" or key in ("train-split", "test-split"):
-            continue
-        if value is True:
-            words.append(f"--{key}")
-        elif value is False:
-            continue
-        elif isinstance(value, list):
-            if value:
-                words.append(f"--{key} " + " ".join(str(v) for v in value))
-        else:
-            words.append(f"--{key} {value}")
-    return " ".join(words)
+def platform_argv(config: dict[str, Any]) -> list[str]:
+    """The stock config_to_args.py's line for `config`, word-split as its entrypoint's `eval`
+    splits it: for values without shell specials (all these tests use) that is shlex.split;
+    test_platform_line_example runs the stock entrypoint's own command to show it."""
+    return shlex.split(stock_config_to_args_line(config))
 
 
-def test_platform_line_example() -> None:
+def test_platform_line_example(tmp_path: Path) -> None:
     config = {
         "epochs": 3,
         "learning-rate": 1e-05,
@@ -308,13 +298,19 @@ def test_platform_line_example() -> None:
         "images-dir": "/datasets/images",
         "flags": [True, False],
     }
+    argv = stock_entrypoint_argv(config, tmp_path)
+    assert argv == [
+        *("--epochs", "3", "--learning-rate", "1e-05", "--optimizer", "SGD", "--augment"),
+        *("--img-size", "64", "48", "--classes", "cat", "dog", "--run-name", "my", "first"),
+        *("run", "--ratio", "-0.5", "--images-dir", "/datasets/images", "--flags", "True"),
+        "False",
+    ]
+    assert argv == platform_argv(config)
     parser = sa.build_parser(SCHEMA, config)
-    ns = parser.parse_args(shlex.split(platform_line(config)))
-    out = sa.namespace_to_config(ns, parser=parser)
-    assert out == {
-        **{k: v for k, v in config.items() if k != "train-split"},
-        "classes": ["cat", "dog"],
-    }
+    out = sa.namespace_to_config(parser.parse_args(argv), parser=parser)
+    # A string with spaces arrives split (the platform's limitation, which `trainkit validate`
+    # warns about), here re-joined by the parser's nargs; everything else keeps its type.
+    assert out == {k: v for k, v in config.items() if k != "train-split"}
 
 
 SAFE_WORD = st.text("abcxyzABC0189_./", min_size=1, max_size=6).filter(lambda w: w[0] != "-")
@@ -354,9 +350,7 @@ def test_platform_line_parses_to_the_same_values(
 ) -> None:
     schema, config = case
     parser = sa.build_parser(schema if with_schema else None, config)
-    out = sa.namespace_to_config(
-        parser.parse_args(shlex.split(platform_line(config))), parser=parser
-    )
+    out = sa.namespace_to_config(parser.parse_args(platform_argv(config)), parser=parser)
     assert out == config
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -88,6 +89,9 @@ def base_env(tmp_path: Path) -> dict[str, str]:
         and key not in {"MINIO_ROOT", "OUTPUT_DIR"}
     }
     env.update(
+        # The entrypoint's and mount-s3.sh's interpreter: this environment's, as `trainkit run`
+        # sets it (bare `python` from PATH may be another environment's, or none).
+        PYTHON=sys.executable,
         HOME=str(tmp_path / "home"),
         AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "home" / ".aws" / "credentials"),
         MINIO_ROOT=str(tmp_path / "minio"),

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.s3.conftest import S3Setup, mounted_fstype
+from benchmarks.bench_s3_requests import parse_request
+from tests.s3.conftest import BUCKET, S3Setup, mounted_fstype
+from tests.support.s3 import describe_request
 from trainkit import vendor
 from trainkit.synthetic import write_cvat_dataset
 
@@ -94,12 +96,17 @@ def test_entrypoint_sets_up_a_dataset_from_the_mounted_bucket(s3: S3Setup, tmp_p
     assert set(train["heads"].values()) == {"89504e470d0a1a0a"}  # PNG signature
     assert any(arg.startswith("--epochs") for arg in train["argv"])
 
-    # The file list came from ListObjectsV2, not from a readdir through s3fs.
-    requests = s3.moto.requests_seen()
-    listings = [line for line in requests if "list-type=2" in line]
-    assert any(
-        "prefix=datasets/5/" in line or "prefix=datasets%2F5%2F" in line for line in listings
-    ), listings
+    # The file list came from ListObjectsV2 (24 images + annotations/: one page), and nothing
+    # listed the dataset's folders through the mount (a readdir is a 1000-key v1 listing; the
+    # only one is mount-s3.sh's look at the bucket root).
+    pages: dict[str, int] = {}
+    requests = [describe_request(*parse_request(r), BUCKET, pages) for r in s3.moto.requests_seen()]
+    file_list = "LIST2 max-keys=1000 prefix=datasets/5/ page=0"
+    of_dataset = [r for r in requests if r.startswith("LIST") and "prefix=datasets/5/" in r.split()]
+    assert of_dataset == ["LIST1 max-keys=2 prefix=datasets/5/", file_list], requests
+    assert [r for r in requests if r.startswith("LIST2")] == [file_list], requests
+    readdirs = [r for r in requests if r.startswith("LIST1 max-keys=1000")]
+    assert readdirs == ["LIST1 max-keys=1000 prefix="], requests
 
     # `docker start` of the same container: everything runs again on the live mount.
     again = subprocess.run(

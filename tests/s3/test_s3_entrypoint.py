@@ -4,12 +4,15 @@ evaluation, DATASET_ID handling, the failure file, exec into train.py, re-runs."
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.s3.conftest import base_env
+from tests.support.services import skip_or_fail
 from trainkit import vendor
 
 # Stand-ins for setup.py / train.py / config_to_args.py: they record what they received.
@@ -207,3 +210,61 @@ def test_s3_failure_is_reported_as_mount_stage(tmp_path: Path):
     assert "cannot connect" in failure["traceback"]
     assert "tok-secret-1" not in result.stdout + result.stderr
     assert "tok-secret-1" not in (tmp_path / "output" / "failure").read_text()
+
+
+def test_every_python_step_runs_the_interpreter_named_by_PYTHON(tmp_path: Path):
+    """setup.py, the argv step and train.py run with $PYTHON (what `trainkit run` sets to its
+    own interpreter); a `python`/`python3` on PATH is never used when PYTHON is set."""
+    workspace = make_workspace(tmp_path)
+    (workspace / "train_config.json").write_text('{"lr": 0.01}')  # shown with json.tool
+    calls = tmp_path / "python-calls"
+    wrapper = tmp_path / "bin" / "the-python"
+    fakes = tmp_path / "fakes"
+    for path, text in (
+        (wrapper, f'#!/bin/sh\necho "$*" >>"{calls}"\nexec "{sys.executable}" "$@"\n'),
+        (fakes / "python", "#!/bin/sh\necho 'python from PATH' >&2\nexit 97\n"),
+        (fakes / "python3", "#!/bin/sh\necho 'python3 from PATH' >&2\nexit 97\n"),
+    ):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        path.chmod(0o755)
+    env = {**base_env(tmp_path), "DATASET_ID": "1", "PYTHON": str(wrapper)}
+    env["PATH"] = f"{fakes}{os.pathsep}{env['PATH']}"
+    result, _ = run_entrypoint(workspace, env)
+    assert result.returncode == 0, result.stderr
+    assert "from PATH" not in result.stderr
+    assert calls.read_text().splitlines() == [
+        "setup.py",
+        "-m json.tool train_config.json",
+        "-m trainkit_runtime.config_to_args --null",
+        "train.py --lr 0.01 --name a b;$(touch pwned)`id` --sizes 1 2 --flag",
+    ]
+
+
+def test_non_numeric_user_id_fails_in_the_user_stage(tmp_path: Path):
+    if os.geteuid() != 0:
+        skip_or_fail("the entrypoint switches users (stage `user`) only when it runs as root")
+    workspace = make_workspace(tmp_path)
+    env = {**base_env(tmp_path), "DATASET_ID": "1", "USER_ID": "abc"}
+    result, _ = run_entrypoint(workspace, env)
+    assert result.returncode == 1
+    failure = read_failure(env)
+    assert (failure["stage"], failure["type"]) == ("user", "EntrypointError")
+    assert "USER_ID and GROUP_ID must be numeric ids" in failure["message"]
+    assert not (tmp_path / "output" / "setup-runs").exists()
+
+
+def test_failing_argv_step_fails_in_the_args_stage(tmp_path: Path):
+    workspace = make_workspace(tmp_path)
+    (workspace / "trainkit_runtime" / "config_to_args.py").write_text(
+        "import sys\nprint('train_config.json: invalid JSON at line 1', file=sys.stderr)\n"
+        "sys.exit(1)\n"
+    )
+    env = {**base_env(tmp_path), "DATASET_ID": "1"}
+    result, _ = run_entrypoint(workspace, env)
+    assert result.returncode == 1
+    failure = read_failure(env)
+    assert failure["stage"] == "args"
+    assert failure["exit_status"] == 1
+    assert "train_config.json: invalid JSON at line 1" in failure["traceback"]
+    assert not (tmp_path / "output" / "train.json").exists()

@@ -156,3 +156,30 @@ def tree_snapshot(root: Path) -> dict:
             link = os.readlink(p) if p.is_symlink() else None
             snap[str(p.relative_to(root))] = (st.st_mode, st.st_size, st.st_mtime_ns, link)
     return snap
+
+
+# An mtime no file made during a test can have (2001-09-09): set on links before a re-run, so
+# a link the re-run deletes and re-creates shows a new mtime even on a coarse clock.
+OLD_MTIME_NS = 1_000_000_000 * 10**9
+
+
+def backdate_links(root: Path) -> None:
+    """Give every symlink below `root` the mtime OLD_MTIME_NS (the link itself, not its target)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            if path.is_symlink():
+                os.utime(path, ns=(OLD_MTIME_NS, OLD_MTIME_NS), follow_symlinks=False)
+
+
+def link_identities(root: Path) -> dict[str, tuple[int, int, str]]:
+    """{relative path: (inode, mtime_ns, target)} of every symlink below `root`: equal before
+    and after a re-run only when the links were kept, not deleted and re-created."""
+    links = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            if path.is_symlink():
+                st = path.lstat()
+                links[str(path.relative_to(root))] = (st.st_ino, st.st_mtime_ns, os.readlink(path))
+    return links

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 
 def mounted_fstype(path: Path) -> str | None:
@@ -75,3 +76,25 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def describe_request(method: str, target: str, bucket: str, pages: dict[str, int]) -> str:
+    """One S3 request (method, path?query of moto's log) as a comparable line:
+    `LIST2 max-keys=N prefix=P page=K` for ListObjectsV2 (K counted from the continuation
+    tokens already in `pages`), `LIST1 max-keys=N prefix=P` for a v1 listing (what s3fs sends:
+    max-keys=2 to resolve a folder, 1000 for a readdir), else `METHOD key`."""
+    split = urlsplit(target)
+    key = split.path.removeprefix(f"/{bucket}").lstrip("/")
+    query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+    if method == "GET" and not key and query:
+        if query.get("list-type") == "2":
+            page = pages.setdefault(query.get("continuation-token", ""), len(pages))
+            known = {"list-type", "prefix", "delimiter", "max-keys", "encoding-type"}
+            extra = set(query) - known - {"continuation-token"}
+            delimiter = query.get("delimiter")
+            assert delimiter == "/" and not extra, f"unexpected ListObjectsV2 form: {target}"
+            return (
+                f"LIST2 max-keys={query.get('max-keys')} prefix={query.get('prefix')} page={page}"
+            )
+        return f"LIST1 max-keys={query.get('max-keys')} prefix={query.get('prefix')}"
+    return f"{method} {key}"

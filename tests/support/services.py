@@ -12,10 +12,21 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import requests
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip with `reason` where this machine lacks something a test needs; under CI=true fail
+    with it instead (CI must run every test)."""
+    import pytest
+
+    if IN_CI:
+        pytest.fail(f"CI=true but this test cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def free_port() -> int:

@@ -21,6 +21,7 @@ from trainkit import layout, paths, platform, vendor
 from trainkit.bake_check import bake_all, leftovers
 from trainkit.new import TASK_LABEL_FORMATS, bake
 from trainkit.platform import score
+from trainkit.update.record import RECORD_NAME
 
 TASK_FILES = ("datamodule.py", "metrics.py", "model.py")
 DOCKER_FILES = (
@@ -53,6 +54,7 @@ def test_every_combination_bakes_the_expected_tree(baked):
         assert files_under(arch) == sorted(
             [f"config/{name}" for name in CONFIG_FILES]
             + [f"docker/{name}" for name in DOCKER_FILES]
+            + [RECORD_NAME]  # how it was made, for trainkit update (tests/update)
         )
 
 
@@ -64,14 +66,20 @@ def test_no_jinja_is_left_anywhere(baked):
 
 def test_baked_python_is_ruff_clean(baked):
     root = next(iter(baked.values())).parent.parent.parent
-    config = str(PYPROJECT)
-    for command in (["format", "--check"], ["check"]):
+    python_files = sorted(root.rglob("*.py"))
+    assert len(python_files) == 5 * len(baked)  # setup, train, model, datamodule, metrics
+    for command in (["format", "--check"], ["check", "--show-files"], ["check"]):
         proc = subprocess.run(
-            [sys.executable, "-m", "ruff", *command, "--config", config, str(root)],
+            [sys.executable, "-m", "ruff", *command, "--config", str(PYPROJECT), str(root)],
+            cwd=PYPROJECT.parent,  # ruff resolves the config's `src` against the cwd
             capture_output=True,
             text=True,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        if command[0] == "format":  # every baked file was looked at: none excluded
+            assert f"{len(python_files)} files already formatted" in proc.stdout, proc.stdout
+        elif "--show-files" in command:
+            assert sorted(Path(line) for line in proc.stdout.split()) == python_files
 
 
 def test_json_files_parse_and_schema_is_draft7(baked):
@@ -228,6 +236,11 @@ BAD_ANSWERS = [
     ({"task": "segmentation", "label_format": "YOLO"}, "label_format 'YOLO' does not work"),
     ({"label_format": "VOC"}, "label_format 'VOC' must be one of"),
     ({"score_name": "acc(%)"}, "score_name 'acc(%)' must match"),
+    ({"author_name": 'Jane "JD" Doe'}, """author_name 'Jane "JD" Doe' must not contain '"'"""),
+    ({"author_name": "a\\b"}, "author_name 'a\\\\b' must not contain '\\\\'"),
+    ({"author_email": "$(id)@x.org"}, "author_email '$(id)@x.org' must not contain '$'"),
+    ({"author_name": "`id`"}, "author_name '`id`' must not contain '`'"),
+    ({"author_name": "Jane\nDoe"}, "author_name 'Jane\\nDoe' must not contain '\\n'"),
 ]
 
 
@@ -251,6 +264,14 @@ def test_bad_answers_are_rejected_and_nothing_is_written(tmp_path, extra, messag
     errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1 and message in errors[0], proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_author_with_single_quote_and_non_ascii_reaches_the_dockerfile_label(tmp_path):
+    author, email = "Zoë O'Brien", "zoe.o'brien@example.org"
+    provider = bake(tmp_path, {"author_name": author, "author_email": email})
+    (dockerfile,) = provider.rglob("Dockerfile")
+    labels = DockerfileParser(path=str(dockerfile)).labels
+    assert labels["org.opencontainers.image.authors"] == f"{author} <{email}>"
 
 
 def test_existing_architecture_is_refused_and_kept(tmp_path):
