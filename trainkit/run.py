@@ -330,6 +330,8 @@ def prepare(plan: RunPlan, args: argparse.Namespace | None = None) -> None:
         )
     plan.row = assembled.build.row
     plan.row.container_id = container_label(plan, args)
+    if engine_name == "auto":
+        engine_name = engine.detect_engine("auto").name  # what --restart must find again
     plan.row.extra = {
         "runtime": plan.runtime.name,
         "model_training": str(plan.runtime.model_training or ""),
@@ -405,6 +407,8 @@ def load_state(plan: RunPlan, args: argparse.Namespace) -> None:
     except (ValueError, TypeError) as exc:
         raise TrainkitError(f"--restart: {plan.state_file}: unreadable ({exc})") from None
     extra = plan.row.extra
+    if args.engine == "auto" and extra.get("engine") not in (None, "none"):
+        args.engine = extra["engine"]  # auto: whichever engine made it
     made = (extra.get("runtime"), extra.get("engine"))
     wanted = (plan.runtime.name, args.engine)
     if made != wanted:
