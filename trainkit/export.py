@@ -210,20 +210,9 @@ def load_module_for_export(sources: ExportSources, class_name: str) -> Any:
             raise TrainkitError(
                 f"{sources.checkpoint}: cannot load into {class_name}: {type(exc).__name__}: {exc}"
             ) from exc
+    from trainkit_runtime.lifecycle import exportable  # what train.py's train_task exports
+
     return exportable(lightning_module)
-
-
-def exportable(lightning_module: Any) -> Any:
-    """What train.py exports: `export_module()`, else `.net`, else the LightningModule."""
-    import torch
-
-    if callable(getattr(lightning_module, "export_module", None)):
-        module = lightning_module.export_module()
-    elif isinstance(getattr(lightning_module, "net", None), torch.nn.Module):
-        module = lightning_module.net
-    else:
-        module = lightning_module
-    return module.cpu().eval()
 
 
 def export_checkpoint(

@@ -9,6 +9,14 @@ model learns it quickly:
 - detection: 1-3 non-overlapping shapes, each with a `<box>`;
 - segmentation: 1-3 shapes, each with a `<polygon>` outlining the filled area.
 
+`--shapes mixed` annotates each class with another CVAT shape kind instead, so one dataset
+holds every kind setup converts: circles as `<ellipse>`, squares drawn rotated as `<box
+rotation=...>`, triangles as `<polygon>`, crosses as brush `<mask>`s (CVAT RLE); plus a
+`<polyline>` on every 4th image and `<points>` on every 5th (kinds no task uses).
+`--video` writes a CVAT *for video* 1.1 export instead: frames `frame_000000.png`, ... and one
+`<track>` per object (its shape on its frame, `outside="1"` on the next), with the frame size
+in `<original_size>` (detection and segmentation).
+
 Same seed, same arguments → byte-identical files. `placeholder=True` writes empty image files
 (annotations still complete), which is what the setup benchmarks use at 100k images.
 """
@@ -28,6 +36,9 @@ from xml.sax.saxutils import quoteattr
 from trainkit.errors import TrainkitError, UsageError
 
 TASKS = ("classification", "detection", "segmentation")
+SHAPE_MODES = ("plain", "mixed")
+# --shapes mixed: the CVAT kind each class is annotated with.
+MIXED_KINDS = {"circle": "ellipse", "square": "box", "triangle": "polygon", "cross": "mask"}
 # Label names in <labels> order, each with its drawing colour.
 SHAPES = ("circle", "square", "triangle", "cross")
 COLOURS = {
@@ -37,15 +48,23 @@ COLOURS = {
     "cross": (240, 210, 60),
 }
 IMAGE_NAME = "synthetic_{:06d}.{}"
-_IMAGE_NAME_RE = re.compile(r"^synthetic_\d{6}\.(png|jpg)$")
+FRAME_NAME = "frame_{:06d}.{}"
+_IMAGE_NAME_RE = re.compile(r"^(synthetic|frame)_\d{6}\.(png|jpg)$")
 ANNOTATIONS = Path("annotations", "annotations.xml")
 DUMPED = "2024-01-01 00:00:00.000000+00:00"  # fixed: output depends only on the arguments
 
 
 @dataclass(frozen=True)
 class Shape:
+    """An object: its class and outline; `kind` is the CVAT element that annotates it, with
+    what that element needs (`xml` attributes) and how it is drawn (`draw`: a polygon, or a
+    bitmap for masks)."""
+
     label: str
     points: tuple[tuple[float, float], ...]
+    kind: str = ""
+    xml: tuple[tuple[str, str], ...] = ()
+    bitmap: tuple[int, int, object] | None = None  # (left, top, "1" image) for masks
 
     def bounds(self) -> tuple[float, float, float, float]:
         xs = [p[0] for p in self.points]
@@ -109,12 +128,106 @@ def _draw(path: Path, shapes: list[Shape], size: int, rng: random.Random) -> Non
     for shape in shapes:
         jitter = rng.randint(-25, 25)
         colour = tuple(max(0, min(255, c + jitter)) for c in COLOURS[shape.label])
-        draw.polygon(list(shape.points), fill=colour)
+        if shape.bitmap is not None:
+            left, top, bitmap = shape.bitmap
+            image.paste(colour, (left, top, left + bitmap.width, top + bitmap.height), bitmap)
+        else:
+            draw.polygon(list(shape.points), fill=colour)
     image.save(path, format="PNG", optimize=False)
 
 
 def _fmt(value: float) -> str:
     return f"{value:.2f}"
+
+
+def _cvat_rle(bitmap) -> str:
+    """CVAT's brush-mask RLE of a "1" image: row-major runs, background first."""
+    bits = (
+        [1 if v else 0 for v in bitmap.get_flattened_data()]
+        if hasattr(bitmap, "get_flattened_data")
+        else [1 if v else 0 for v in bitmap.getdata()]
+    )
+    runs, current, count = [], 0, 0
+    for bit in bits:
+        if bit == current:
+            count += 1
+        else:
+            runs.append(count)
+            current, count = bit, 1
+    runs.append(count)
+    return ", ".join(str(r) for r in runs)  # CVAT writes "a, b, c"
+
+
+def _as_mixed(shape: Shape, size: int, rng: random.Random) -> Shape:
+    """Re-annotate an object with its class's MIXED_KINDS kind (drawn to match)."""
+    from PIL import Image, ImageDraw
+
+    from trainkit_runtime.cvat_shapes import ellipse_points, rotate_points
+
+    kind = MIXED_KINDS[shape.label]
+    x0, y0, x1, y1 = shape.bounds()
+    cx, cy = round((x0 + x1) / 2, 2), round((y0 + y1) / 2, 2)
+    if kind == "box":
+        angle = round(rng.uniform(5, 40), 2)
+        corners = rotate_points([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], angle, cx, cy)
+        xml = (("xtl", _fmt(x0)), ("ytl", _fmt(y0)), ("xbr", _fmt(x1)), ("ybr", _fmt(y1)),
+               ("rotation", _fmt(angle)))  # fmt: skip
+        return Shape(shape.label, tuple(corners), kind, xml)
+    if kind == "ellipse":
+        rx, ry = round((x1 - x0) / 2, 2), round((y1 - y0) / 2, 2)
+        xml = (("cx", _fmt(cx)), ("cy", _fmt(cy)), ("rx", _fmt(rx)), ("ry", _fmt(ry)))
+        return Shape(shape.label, tuple(ellipse_points(cx, cy, rx, ry, 0.0)), kind, xml)
+    if kind == "mask":
+        canvas = Image.new("1", (size, size), 0)
+        ImageDraw.Draw(canvas).polygon(list(shape.points), fill=1)
+        left, top, right, bottom = canvas.getbbox()
+        bitmap = canvas.crop((left, top, right, bottom))
+        xml = (("rle", _cvat_rle(bitmap)), ("left", str(left)), ("top", str(top)),
+               ("width", str(bitmap.width)), ("height", str(bitmap.height)))  # fmt: skip
+        return Shape(shape.label, shape.points, kind, xml, (left, top, bitmap))
+    return Shape(shape.label, shape.points, "polygon")
+
+
+def _shape_xml(shape: Shape, task: str, indent: str, extra: str = "") -> str:
+    """The CVAT element annotating one object (plain: <box> or <polygon> by task)."""
+    label = quoteattr(shape.label)
+    if shape.kind and shape.kind != "polygon":
+        attrs = " ".join(f"{k}={quoteattr(v)}" for k, v in shape.xml)
+        return (
+            f'{indent}<{shape.kind} label={label} source="manual" occluded="0"{extra} {attrs} '
+            f'z_order="0">\n{indent}</{shape.kind}>'
+        )
+    if shape.kind == "polygon" or task == "segmentation":
+        points = ";".join(f"{_fmt(x)},{_fmt(y)}" for x, y in shape.points)
+        return (
+            f'{indent}<polygon label={label} source="manual" occluded="0"{extra} '
+            f'points="{points}" z_order="0">\n{indent}</polygon>'
+        )
+    x0, y0, x1, y1 = shape.bounds()
+    return (
+        f'{indent}<box label={label} source="manual" occluded="0"{extra} xtl="{_fmt(x0)}" '
+        f'ytl="{_fmt(y0)}" xbr="{_fmt(x1)}" ybr="{_fmt(y1)}" z_order="0">\n{indent}</box>'
+    )
+
+
+def _unused_xml(index: int, shapes: list[Shape]) -> str:
+    """--shapes mixed: kinds no task uses, on some images (they must be reported, not fail)."""
+    out = []
+    if not shapes:
+        return ""
+    label = quoteattr(shapes[0].label)
+    x0, y0, x1, y1 = shapes[0].bounds()
+    if index % 4 == 0:
+        out.append(
+            f'    <polyline label={label} source="manual" occluded="0" '
+            f'points="{_fmt(x0)},{_fmt(y0)};{_fmt(x1)},{_fmt(y1)}" z_order="0">\n    </polyline>'
+        )
+    if index % 5 == 0:
+        out.append(
+            f'    <points label={label} source="manual" occluded="0" '
+            f'points="{_fmt((x0 + x1) / 2)},{_fmt((y0 + y1) / 2)}" z_order="0">\n    </points>'
+        )
+    return "".join(f"{line}\n" for line in out)
 
 
 def _image_xml(
@@ -124,25 +237,26 @@ def _image_xml(
         f'  <image id="{image_id}" name={quoteattr(name)}{extra} width="{size}" height="{size}">'
     ]
     for shape in shapes:
-        label = quoteattr(shape.label)
         if task == "classification":
+            label = quoteattr(shape.label)
             lines.append(f'    <tag label={label} source="manual">\n    </tag>')
-        if task in ("classification", "detection"):
-            # Classification images get a box too (the older template repository's as_coco
-            # read boxes for classification; the platform's and ours read the tag).
-            x0, y0, x1, y1 = shape.bounds()
-            lines.append(
-                f'    <box label={label} source="manual" occluded="0" xtl="{_fmt(x0)}" '
-                f'ytl="{_fmt(y0)}" xbr="{_fmt(x1)}" ybr="{_fmt(y1)}" z_order="0">\n    </box>'
-            )
-        if task == "segmentation":
-            points = ";".join(f"{_fmt(x)},{_fmt(y)}" for x, y in shape.points)
-            lines.append(
-                f'    <polygon label={label} source="manual" occluded="0" '
-                f'points="{points}" z_order="0">\n    </polygon>'
-            )
+        # Classification images get a box too (the older template repository's as_coco
+        # read boxes for classification; the platform's and ours read the tag).
+        lines.append(_shape_xml(shape, task, "    "))
     lines.append("  </image>")
     return "\n".join(lines) + "\n"
+
+
+def _tracks_xml(first_track: int, frame: int, task: str, shapes: list[Shape]) -> str:
+    """CVAT for video: one track per object, on `frame`, outside from the next frame on."""
+    out = []
+    for offset, shape in enumerate(shapes):
+        out.append(f'  <track id="{first_track + offset}" label={quoteattr(shape.label)}>')
+        for f, outside in ((frame, 0), (frame + 1, 1)):
+            extra = f' frame="{f}" outside="{outside}" keyframe="1"'
+            out.append(_shape_xml(shape, task, "    ", extra).replace(' source="manual"', ""))
+        out.append("  </track>")
+    return "".join(f"{line}\n" for line in out)
 
 
 def _labels_xml(labels: tuple[str, ...], indent: str) -> str:
@@ -158,13 +272,22 @@ def _labels_xml(labels: tuple[str, ...], indent: str) -> str:
     return "\n".join(out)
 
 
-def _meta_xml(task: str, n_images: int, labels: tuple[str, ...], project: bool) -> str:
+def _meta_xml(
+    task: str, n_images: int, labels: tuple[str, ...], project: bool, video_size: int = 0
+) -> str:
     if not project:
+        mode = "interpolation" if video_size else "annotation"
+        original = (
+            f"      <original_size>\n        <width>{video_size}</width>\n"
+            f"        <height>{video_size}</height>\n      </original_size>\n"
+            if video_size
+            else ""
+        )
         return (
             "  <meta>\n    <task>\n      <id>1</id>\n"
             f"      <name>synthetic-{task}</name>\n      <size>{n_images}</size>\n"
-            "      <mode>annotation</mode>\n      <overlap>0</overlap>\n"
-            f"{_labels_xml(labels, '      ')}\n    </task>\n"
+            f"      <mode>{mode}</mode>\n      <overlap>0</overlap>\n"
+            f"{_labels_xml(labels, '      ')}\n{original}    </task>\n"
             f"    <dumped>{DUMPED}</dumped>\n  </meta>\n"
         )
     n_train = (n_images + 1) // 2
@@ -202,6 +325,8 @@ def write_cvat_dataset(
     project: bool = False,
     placeholder: bool = False,
     force: bool = False,
+    shapes: str = "plain",
+    video: bool = False,
 ) -> Path:
     """Write `<root>/datasets/<dataset_id>/` and return that directory.
 
@@ -215,6 +340,10 @@ def write_cvat_dataset(
         raise UsageError(f"--classes {n_classes}: must be between 2 and {len(SHAPES)}")
     if size < 16:
         raise UsageError(f"--size {size}: images must be at least 16 pixels wide")
+    if shapes not in SHAPE_MODES:
+        raise UsageError(f"--shapes {shapes!r} is not one of {', '.join(SHAPE_MODES)}")
+    if video and (project or task == "classification"):
+        raise UsageError("--video: a CVAT for video export is for detection or segmentation tasks")
     dataset_id = str(dataset_id)
     if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", dataset_id):
         raise UsageError(f"--id {dataset_id!r}: use letters, digits, '_', '-', '.'")
@@ -241,21 +370,31 @@ def write_cvat_dataset(
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
             out.write('<?xml version="1.0" encoding="utf-8"?>\n<annotations>\n')
             out.write("  <version>1.1</version>\n")
-            out.write(_meta_xml(task, n_images, labels, project))
+            out.write(_meta_xml(task, n_images, labels, project, size if video else 0))
+            next_track = 0
             for index in range(n_images):
-                name = IMAGE_NAME.format(index, ext)
-                shapes = _make_shapes(task, labels, size, rng)
+                name = (FRAME_NAME if video else IMAGE_NAME).format(index, ext)
+                objects = _make_shapes(task, labels, size, rng)
+                if shapes == "mixed":
+                    objects = [_as_mixed(o, size, rng) for o in objects]
                 image_path = dataset_dir / name
                 if placeholder:
                     os.close(os.open(image_path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644))
                 else:
-                    _draw(image_path, shapes, size, rng)
+                    _draw(image_path, objects, size, rng)
+                if video:
+                    out.write(_tracks_xml(next_track, index, task, objects))
+                    next_track += len(objects)
+                    continue
                 extra = ""
                 if project:
                     subset = "Train" if index < n_train else "Validation"
                     task_id = 1 if index < n_train else 2
                     extra = f' subset="{subset}" task_id="{task_id}"'
-                out.write(_image_xml(index, name, size, task, shapes, extra))
+                xml = _image_xml(index, name, size, task, objects, extra)
+                if shapes == "mixed":
+                    xml = xml.replace("  </image>\n", _unused_xml(index, objects) + "  </image>\n")
+                out.write(xml)
             out.write("</annotations>\n")
         Path(tmp_name).chmod(0o644)
         Path(tmp_name).replace(annotations_path)
@@ -275,8 +414,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # `trainkit dataset --out ...` writes synthetic data (the form README and scripts/demo
+    # use); `trainkit dataset check ...` is a sub-command (trainkit/dataset_check.py).
+    from trainkit import dataset_check
+
+    commands = parser.add_subparsers(dest="dataset_command", metavar="{check}")
+    dataset_check.add_parser(commands)
     parser.add_argument(
-        "--out", required=True, type=Path, help="mocked MinIO root (e.g. dev/minio)"
+        "--out", type=Path, help="mocked MinIO root (e.g. dev/minio); required to write data"
     )
     parser.add_argument("--id", dest="dataset_id", default="1", help="dataset id (default 1)")
     parser.add_argument("--images", type=int, default=200, help="number of images (default 200)")
@@ -290,6 +435,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--project", action="store_true", help="write a CVAT project export (images with subset)"
     )
     parser.add_argument(
+        "--shapes",
+        choices=SHAPE_MODES,
+        default="plain",
+        help="plain: boxes/polygons; mixed: every CVAT shape kind (ellipse, rotated box, "
+        "polygon, mask, plus unused polylines/points)",
+    )
+    parser.add_argument(
+        "--video", action="store_true", help="a CVAT for video 1.1 export (tracks, frame_*.png)"
+    )
+    parser.add_argument(
         "--placeholder", action="store_true", help="empty image files (fast; for benchmarks)"
     )
     parser.add_argument(
@@ -299,6 +454,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out is None:
+        raise UsageError("--out DIR is required (or: trainkit dataset check --minio DIR ...)")
     dataset_dir = write_cvat_dataset(
         args.out,
         args.dataset_id,
@@ -310,8 +467,10 @@ def run(args: argparse.Namespace) -> int:
         project=args.project,
         placeholder=args.placeholder,
         force=args.force,
+        shapes=args.shapes,
+        video=args.video,
     )
-    kind = "project" if args.project else "task"
+    kind = "project" if args.project else "video task" if args.video else "task"
     print(
         f"wrote {args.images} {args.task} images and a CVAT {kind} export to {dataset_dir}\n"
         f"use it with: trainkit run <architecture dir> --minio {args.out} "

@@ -11,7 +11,8 @@ container engines add it to their build context. Its modules:
   (the platform's ``dataset`` / ``cvat_dataset`` API)
 - ``s3_credentials``: the STS token exchange ``mount-s3.sh`` uses
 - ``export``: ONNX export checked with onnxruntime (the platform's ``export_model`` API)
-- ``lifecycle``: setup once per node, resume, finished-run skip, failure file, score line
+- ``lifecycle``: ``train_task``, the one API of train.py: setup once per node, resume,
+  finished-run skip, failure file, export, score line, on Lightning's own machinery
 
 The package name cannot collide with the platform's stock files (``config.py``,
 ``dataset.py``, ``cvat_dataset.py``, ``export.py``, ...), which sit flat in the same WORKDIR; no

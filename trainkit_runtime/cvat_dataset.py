@@ -2,7 +2,9 @@
 
 Part of the runtime package (the flat name `cvat_dataset` is an alias of it in trainkit's
 images, for existing setup.py files); standard library + defusedxml (+ tqdm for a progress bar
-when available).
+when available, Pillow to read an image size the XML lacks, numpy for brush masks). The label
+formats (`as_coco`, `as_yolo`: every CVAT shape kind) live in cvat_labels.py and the geometry
+in cvat_shapes.py; both are re-exported here under the platform's names.
 
 What a setup.py calls (names, signatures and return shapes as on the platform):
 
@@ -28,6 +30,10 @@ seeded and reproducible: `train-split`/`test-split` from train_config.json (defa
 when both are absent), stratified by class for classification data when every class has at
 least two images.
 
+A CVAT for video 1.1 export (`<track>`s) becomes per-frame image dicts, matched to files named
+by frame number (`frame_000010.png`); `<image>`s without width/height get them from the file's
+header.
+
 Problems that do not stop training are counted and reported in one summary line: labels not
 in `<labels>` (those shapes are dropped), annotated images without a file, files without
 annotations, several `<image>` entries with one basename (the first wins). An empty result
@@ -35,25 +41,41 @@ is an error.
 """
 
 # os.* path calls on purpose: str paths, one syscall each, 100k files.
-# ruff: noqa: PTH100, PTH105, PTH108, PTH115, PTH117, PTH123
+# ruff: noqa: PTH100, PTH108, PTH115, PTH117, PTH123
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import math
 import os
 import random
+import re
 import sys
 import time
+import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trainkit_runtime import dataset as _dataset
+from trainkit_runtime.cvat_labels import (  # noqa: F401 - the platform's names live here too
+    ANNOTATION_SET,
+    ANNOTATION_TYPES,
+    COCO_DATASET_TYPES,
+    LabelsFn,
+    ShapeReport,
+    as_coco,
+    as_list,
+    as_yolo,
+    coco_labels_writer,
+    gc_paused,
+    get_image_annotations,
+    read_image_size,
+    write_yolo_labels,
+)
+from trainkit_runtime.cvat_shapes import parse_points, polygon_area  # noqa: F401
 from trainkit_runtime.dataset import (
     DATA_DIRS,
     DatasetError,
@@ -64,22 +86,9 @@ from trainkit_runtime.dataset import (
 log = logging.getLogger("cvat_dataset")
 
 ANNOTATIONS_SUBFILEPATH = "annotations/annotations.xml"
-# Top-level annotation elements of an <image> (CVAT for images 1.1).
-ANNOTATION_TYPES = (
-    "box",
-    "polygon",
-    "polyline",
-    "points",
-    "skeleton",
-    "tag",
-    "mask",
-    "ellipse",
-    "cuboid",
-)
 DEFAULT_TRAIN_SPLIT, DEFAULT_TEST_SPLIT = 0.8, 0.2
 DEFAULT_SPLIT_SEED = 42
 SPLIT_EPSILON = 1e-6
-COCO_DATASET_TYPES = ("segmentation", "classification", "detection")
 # Above this many bytes of XML / items, show progress (a tqdm bar on a TTY, else log lines).
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024
 PROGRESS_MIN_ITEMS = 20_000
@@ -118,22 +127,6 @@ def element_to_dict(element) -> Any:
     return item
 
 
-def as_list(value: Any) -> list[Any]:
-    """xmltodict child value (absent/None, one dict, or a list) → list."""
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def get_image_annotations(image: dict, annotation_type: str) -> list[dict]:
-    """The `annotation_type` children (`"box"`, `"polygon"`, `"tag"`, ...) of an image, as a
-    list whether the image holds none, one (dict) or several (list)."""
-    return [a for a in as_list(image.get(annotation_type)) if isinstance(a, dict)]
-
-
-ANNOTATION_SET = frozenset(ANNOTATION_TYPES)
-
-
 def image_has_annotations(image: dict) -> bool:
     return any(image[k] for k in image if k in ANNOTATION_SET)
 
@@ -142,19 +135,6 @@ def _basename(name: str) -> str:
     if "\\" in name:
         name = name.replace("\\", "/")
     return name.rpartition("/")[2]
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC while building many acyclic dicts: its collections would rescan
-    every live object again and again (super-linear at 100k images)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 # --- progress -------------------------------------------------------------------------------
@@ -204,11 +184,53 @@ class _Progress:
 
 @dataclass
 class LabelInfo:
-    """Labels declared in <meta>: `names` are classes in <labels> order (skeleton parts, which
-    have a <parent>, are known but not classes)."""
+    """What <meta> declares: `names` are the classes in <labels> order; `known` every declared
+    label. Skeleton parts (a <parent>) and skeleton labels themselves (<type>skeleton</type>)
+    are known but not classes: no task here trains on skeletons, so a skeleton label would be
+    a class no annotation can use. `frame_size` is a video task's <original_size>."""
 
     names: list[str] = field(default_factory=list)
     known: set = field(default_factory=set)
+    skeletons: list[str] = field(default_factory=list)
+    frame_size: tuple[str, str] | None = None
+    _index: set = field(default_factory=set, repr=False)
+
+    def add_class(self, name: str) -> None:
+        if name not in self._index:  # a set, not the list: O(1) per label
+            self._index.add(name)
+            self.names.append(name)
+
+    def merge(self, other: LabelInfo) -> None:
+        self.known |= other.known
+        for name in other.names:
+            self.add_class(name)
+        self.skeletons += [n for n in other.skeletons if n not in self.skeletons]
+        self.frame_size = self.frame_size or other.frame_size
+
+
+# Characters a label name must not hold: it becomes a line of classes.txt/classes.names and
+# text in label files (control characters, line/paragraph separators).
+_BAD_LABEL_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def check_label_name(name: str) -> str:
+    """A declared label name, or DatasetError naming it: no control characters or line
+    breaks (label names become lines and file content)."""
+    bad = _BAD_LABEL_CHAR.search(name)
+    if bad:
+        char = bad.group()
+        what = unicodedata.name(char, f"U+{ord(char):04X}")
+        raise DatasetError(
+            f"label {name!r} in <labels> contains a control character ({what}): label names "
+            "become lines of label files; rename the label in CVAT"
+        )
+    return name
+
+
+def _frame_size(value: Any) -> tuple[str, str] | None:
+    if isinstance(value, dict) and value.get("width") and value.get("height"):
+        return str(value["width"]), str(value["height"])
+    return None
 
 
 def _labels_from_meta(meta: Any, info: LabelInfo | None = None) -> LabelInfo:
@@ -222,6 +244,9 @@ def _labels_from_meta(meta: Any, info: LabelInfo | None = None) -> LabelInfo:
     if not isinstance(meta, dict):
         return info
     for key, value in meta.items():
+        if key == "original_size":
+            info.frame_size = info.frame_size or _frame_size(value)
+            continue
         if key != "labels":
             _labels_from_meta(value, info)
             continue
@@ -232,12 +257,15 @@ def _labels_from_meta(meta: Any, info: LabelInfo | None = None) -> LabelInfo:
                 name = label.get("name") if isinstance(label, dict) else None
                 if not isinstance(name, str) or not name.strip():
                     continue
-                name = name.strip()
+                name = check_label_name(name.strip())
                 info.known.add(name)
                 if label.get("parent"):
                     continue  # a skeleton part: a known label, not a class
-                if name not in info.names:
-                    info.names.append(name)
+                if label.get("type") == "skeleton":
+                    if name not in info.skeletons:
+                        info.skeletons.append(name)
+                    continue
+                info.add_class(name)
     return info
 
 
@@ -302,8 +330,9 @@ def _safe_parse_errors():
 
 
 def iter_cvat_annotations(xml_path: Path) -> Iterator[tuple[str, Any]]:
-    """Stream a CVAT for images 1.1 file in one pass: yields ("labels", LabelInfo) when <meta>
-    closes and ("image", dict) for each <image> (xmltodict shape).
+    """Stream a CVAT for images (or video) 1.1 file in one pass: yields ("labels", LabelInfo)
+    when <meta> closes, ("image", dict) for each <image> (xmltodict shape) and, in a CVAT for
+    video export, ("track", dict) for each <track> and ("tag", dict) for a top-level <tag>.
 
     defusedxml's parser with DTDs, entity declarations and external references forbidden (so
     entity-expansion bombs and XXE are refused), fed 64 KiB at a time; a parser target builds
@@ -359,6 +388,8 @@ def iter_cvat_annotations(xml_path: Path) -> Iterator[tuple[str, Any]]:
                     yield "image", value if isinstance(value, dict) else {}
                 elif tag == "meta":
                     yield "labels", _labels_from_meta(value)
+                elif tag in ("track", "tag") and isinstance(value, dict):
+                    yield tag, value  # CVAT for video 1.1: per-frame shapes / frame tags
             if not chunk:
                 break
     except forbidden as exc:
@@ -394,6 +425,26 @@ class MatchReport:
     duplicate_basenames: int = 0
     duplicate_files: int = 0
     unknown_labels: Counter = field(default_factory=Counter)
+    sizes_from_headers: int = 0
+    video_tracks: int = 0
+    video_frames: int = 0
+    outside_shapes: int = 0
+    skeleton_labels: list = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """What was done that is not a problem (said in the summary line too)."""
+        out = []
+        if self.video_tracks:
+            out.append(
+                f"CVAT for video: {self.video_tracks} tracks on {self.video_frames} frames "
+                f"({self.outside_shapes} shapes outside the frame skipped)"
+            )
+        if self.sizes_from_headers:
+            out.append(f"sizes of {self.sizes_from_headers} images read from their files")
+        if self.skeleton_labels:
+            names = ", ".join(repr(n) for n in self.skeleton_labels[:5])
+            out.append(f"skeleton labels are not classes ({names})")
+        return out
 
     def problems(self) -> list[str]:
         out = []
@@ -419,7 +470,9 @@ class MatchReport:
             f"{where}: {self.matched} images with file and annotations "
             f"({self.files} files, {self.images} <image> entries)"
         )
-        problems = self.problems()
+        notes, problems = self.notes(), self.problems()
+        if notes:
+            text = f"{text}; {'; '.join(notes)}"
         return f"{text}; skipped: {'; '.join(problems)}" if problems else text
 
 
@@ -469,23 +522,136 @@ def _drop_unknown_labels(image: dict, known: set, report: MatchReport) -> bool:
     return has_annotations
 
 
+# CVAT for video 1.1: a frame's image is named for its number, as CVAT's dataset export with
+# images (and datumaro) name frames: frame_000010.png for frame 10.
+VIDEO_FRAME_NAME = "frame_{:06d}"
+MAX_FRAME_NUMBER = 100_000_000
+_TRACK_ONLY_KEYS = frozenset(("@frame", "@outside", "@keyframe"))
+
+
+class _VideoFrames:
+    """Per-frame `<image>`-shaped dicts built from CVAT for video `<track>`s: each shape of a
+    track that is not `outside="1"` goes to its frame with the track's label and id, so the
+    rest of the set-up sees a CVAT for images dataset."""
+
+    def __init__(self, xml_path: Path):
+        self.xml_path = xml_path
+        self.frames: dict[int, dict] = {}
+        self.tracks = 0
+        self.outside = 0
+
+    def _frame(self, raw: Any, where: str) -> dict:
+        try:
+            number = int(raw)
+        except (TypeError, ValueError):
+            raise DatasetError(
+                f"{self.xml_path}: {where}: frame={raw!r} is not a frame number"
+            ) from None
+        if not 0 <= number <= MAX_FRAME_NUMBER:
+            raise DatasetError(f"{self.xml_path}: {where}: frame={raw!r} is out of range")
+        image = self.frames.get(number)
+        if image is None:
+            image = self.frames[number] = {
+                "@id": str(number),
+                "@name": VIDEO_FRAME_NAME.format(number),
+            }
+        return image
+
+    def add_track(self, track: dict) -> None:
+        self.tracks += 1
+        label, track_id = track.get("@label"), track.get("@id")
+        for kind in ANNOTATION_TYPES:
+            for shape in get_image_annotations(track, kind):
+                if shape.get("@outside") == "1":
+                    self.outside += 1
+                    continue
+                image = self._frame(shape.get("@frame"), f"<track id={track_id!r}> <{kind}>")
+                item = {"@label": label}
+                item.update((k, v) for k, v in shape.items() if k not in _TRACK_ONLY_KEYS)
+                if track_id is not None:
+                    item["@track_id"] = track_id
+                _push(image, kind, item)
+
+    def add_tag(self, tag: dict) -> None:
+        image = self._frame(tag.get("@frame"), "<tag>")
+        _push(image, "tag", {k: v for k, v in tag.items() if k != "@frame"})
+
+    def match(
+        self, filepaths: list[Path], labels: LabelInfo | None, matched: dict, report: MatchReport
+    ) -> None:
+        """Add the frames that have a file (matched by stem, any extension) to `matched`."""
+        by_stem: dict[str, Path] = {}
+        for path in filepaths:
+            path = Path(path)
+            by_stem.setdefault(path.stem, path)
+        size = labels.frame_size if labels is not None else None
+        found = 0
+        for number in sorted(self.frames):
+            image = self.frames[number]
+            path = by_stem.get(image["@name"])
+            if path is None:
+                report.images_without_file += 1
+                continue
+            if path in matched:
+                report.duplicate_basenames += 1
+                continue
+            image["@name"] = path.name
+            if size is not None:
+                image.setdefault("@width", size[0])
+                image.setdefault("@height", size[1])
+            matched[path] = image
+            found += 1
+        report.video_tracks, report.video_frames = self.tracks, len(self.frames)
+        report.outside_shapes = self.outside
+        if self.frames and not found:
+            raise self.unmatched_error()
+
+    def unmatched_error(self) -> DatasetError:
+        first, last = min(self.frames), max(self.frames)
+        folder = self.xml_path.parent.parent
+        return DatasetError(
+            f"{self.xml_path} is a CVAT for video 1.1 export ({self.tracks} tracks on "
+            f"{len(self.frames)} frames, {first}..{last}): its shapes refer to frame numbers, "
+            f"and no file in {folder} is named for one; put the video's frames there as "
+            f"images named by frame number ('{VIDEO_FRAME_NAME.format(first)}.png', ..., "
+            "as CVAT's dataset export with images writes them), or export the task as "
+            "'CVAT for images 1.1'"
+        )
+
+
+def _fill_image_sizes(result: dict[Path, dict], report: MatchReport) -> None:
+    """`<image>`s without width/height get them from the file's header (Pillow, no decode)."""
+    for path, image in result.items():
+        if image.get("@width") is None or image.get("@height") is None:
+            width, height = read_image_size(path)
+            image["@width"], image["@height"] = str(width), str(height)
+            report.sizes_from_headers += 1
+
+
 def match_files_to_annotations(
     filepaths: list[Path], xml_path: Path
 ) -> tuple[list[str], dict[Path, dict], MatchReport]:
-    """One pass over the XML: (label names, {file: image dict} in XML order, report)."""
+    """One pass over the XML: (label names, {file: image dict} in XML order, report).
+
+    CVAT for video exports (`<track>`s) become per-frame image dicts matched to files named
+    by frame number (_VideoFrames); images without width/height get them from the file."""
     report = MatchReport()
     by_name = _index_files(filepaths, report)
     seen: set = set()
     matched: dict[Path, dict] = {}
     labels: LabelInfo | None = None
-    with _gc_paused():
+    video: _VideoFrames | None = None
+    with gc_paused():
         for kind, value in iter_cvat_annotations(xml_path):
             if kind == "labels":
                 if labels is None:
                     labels = value
                 else:  # a second <meta> block: union in order
-                    labels.known |= value.known
-                    labels.names += [n for n in value.names if n not in labels.names]
+                    labels.merge(value)
+                continue
+            if kind in ("track", "tag"):
+                video = video or _VideoFrames(xml_path)
+                (video.add_track if kind == "track" else video.add_tag)(value)
                 continue
             report.images += 1
             name = value.get("@name")
@@ -509,14 +675,18 @@ def match_files_to_annotations(
             f"{xml_path}: no labels declared (expected <meta><task|project><labels><label>"
             "<name>...)"
         )
+    report.skeleton_labels = list(labels.skeletons)
+    if video is not None:
+        video.match(list(by_name.values()), labels, matched, report)
     result: dict[Path, dict] = {}
     known = labels.known
-    with _gc_paused():
+    with gc_paused():
         for path, image in matched.items():
             if _drop_unknown_labels(image, known, report):
                 result[path] = image
             else:
                 report.images_without_shapes += 1
+    _fill_image_sizes(result, report)
     report.matched = len(result)
     report.files_without_annotations = len(by_name) - len(result)
     return labels.names, result, report
@@ -591,8 +761,9 @@ def _split_counts(n: int, train_size: float, test_size: float) -> tuple[int, int
 
 
 def _classification_key(image: dict) -> str | None:
+    """The image's class for stratification: its first tag (the rule as_coco's readers use)."""
     tags = get_image_annotations(image, "tag")
-    return tags[0].get("@label") if len(tags) == 1 else None
+    return tags[0].get("@label") if tags else None
 
 
 def _allocate(total: int, sizes: list[int], caps: list[int]) -> list[int]:
@@ -614,7 +785,7 @@ def _allocate(total: int, sizes: list[int], caps: list[int]) -> list[int]:
     return counts
 
 
-@_gc_paused()
+@gc_paused()
 def split_dataset(
     files_with_annotations: dict[Path, dict],
     train_size: float,
@@ -622,9 +793,9 @@ def split_dataset(
     seed: int = DEFAULT_SPLIT_SEED,
     stratify: bool | None = None,
 ) -> tuple[dict[Path, dict], dict[Path, dict]]:
-    """Seeded split → (train, test), each in input order. Stratified by the image's single
-    `<tag>` when `stratify` is true, or (None) when every image has exactly one tag and every
-    class at least two images."""
+    """Seeded split → (train, test), each in input order. Stratified by the image's class (its
+    first `<tag>`, the class the classification readers use) when `stratify` is true, or
+    (None) when every image has a tag and every class at least two images."""
     keys = list(files_with_annotations)
     n = len(keys)
     n_train, n_test = _split_counts(n, train_size, test_size)
@@ -816,9 +987,6 @@ def create_test_images(test_data: dict[Path, dict]) -> None:
     create_images(DATA_DIRS["images_val"], files_with_annotations=test_data)
 
 
-LabelsFn = Callable[[Path, list[str], dict[Path, dict]], None]
-
-
 def create_train_labels(
     create_labels_fn: LabelsFn, train_data: dict[Path, dict], label_names: list[str]
 ) -> None:
@@ -831,188 +999,4 @@ def create_test_labels(
     create_labels_fn(DATA_DIRS["labels_val"], label_names, files_with_annotations=test_data)
 
 
-# --- label formats --------------------------------------------------------------------------
-
-
-def parse_points(points: str) -> list[tuple[float, float]]:
-    """CVAT `points="x1,y1;x2,y2;..."` → [(x1, y1), ...]."""
-    out = []
-    for pair in points.strip().split(";"):
-        if pair.strip():
-            x, y = pair.split(",")
-            out.append((float(x), float(y)))
-    return out
-
-
-def polygon_area(points: list[tuple[float, float]]) -> float:
-    """Shoelace formula (absolute area)."""
-    s = 0.0
-    for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1], strict=True):
-        s += x0 * y1 - x1 * y0
-    return abs(s) / 2.0
-
-
-def _box_xyxy(box: dict) -> tuple[float, float, float, float]:
-    return float(box["@xtl"]), float(box["@ytl"]), float(box["@xbr"]), float(box["@ybr"])
-
-
-def _filename(filepath: Any) -> str:
-    return filepath.name if isinstance(filepath, Path) else Path(filepath).name
-
-
-@_gc_paused()
-def as_coco(
-    label_names: list[str],
-    files_with_annotations: dict[Path, dict],
-    dataset_type: str = "segmentation",
-) -> dict[str, list]:
-    """COCO dict: `categories` (ids from 1 in label order), `images`, `annotations`.
-
-    classification: one annotation per `<tag>` (category only); an image without tags but
-    with boxes uses its boxes (what the platform's own version reads). detection: `<box>` →
-    bbox [x, y, w, h] + area. segmentation: `<polygon>` → segmentation [[x1, y1, x2, y2, ...]],
-    bbox and shoelace area. Images without such annotations are left out (counted in a log
-    line); shapes that cannot be converted are skipped with a warning naming image and value."""
-    if dataset_type not in COCO_DATASET_TYPES:
-        raise DatasetError(
-            f"as_coco: dataset_type {dataset_type!r} is not one of {', '.join(COCO_DATASET_TYPES)}"
-        )
-    category_ids = {name: i for i, name in enumerate(label_names, start=1)}
-    coco: dict[str, list] = {
-        "categories": [{"id": i, "name": name} for name, i in category_ids.items()],
-        "images": [],
-        "annotations": [],
-    }
-    annotation_id = 1
-    skipped_images = 0
-    kind = {"classification": "tag", "detection": "box"}.get(dataset_type, "polygon")
-    images, annotations = coco["images"], coco["annotations"]
-    for image_id, (filepath, image) in enumerate(files_with_annotations.items(), start=1):
-        shapes = image.get(kind)
-        if shapes is None and kind == "tag":  # the platform's version reads boxes here
-            shapes = image.get("box")
-        if shapes is None:
-            skipped_images += 1
-            continue
-        if type(shapes) is not list:
-            shapes = [shapes]
-        entries = []
-        for shape in shapes:
-            if type(shape) is not dict:
-                continue
-            label = shape.get("@label")
-            if label not in category_ids:
-                log.warning(
-                    "as_coco: %s: label %r not in label_names, skipped", _filename(filepath), label
-                )
-                continue
-            entry: dict[str, Any] = {"image_id": image_id, "category_id": category_ids[label]}
-            try:
-                if "@points" in shape:
-                    points = parse_points(shape["@points"])
-                    if len(points) < 3:
-                        raise ValueError(f"polygon with {len(points)} points")
-                    xs, ys = [p[0] for p in points], [p[1] for p in points]
-                    area = polygon_area(points)
-                    if area <= 0:
-                        raise ValueError("polygon with zero area")
-                    entry.update(
-                        segmentation=[[c for p in points for c in p]],
-                        bbox=[min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)],
-                        area=area,
-                        iscrowd=0,
-                    )
-                elif "@xtl" in shape:
-                    x0, y0, x1, y1 = _box_xyxy(shape)
-                    if x1 <= x0 or y1 <= y0:
-                        raise ValueError(f"empty box {x0},{y0},{x1},{y1}")
-                    entry["bbox"] = [x0, y0, x1 - x0, y1 - y0]
-                    entry["area"] = (x1 - x0) * (y1 - y0)
-                    entry["iscrowd"] = 0
-            except (ValueError, KeyError) as exc:
-                log.warning("as_coco: %s: skipped a %s shape: %s", _filename(filepath), label, exc)
-                continue
-            entries.append(entry)
-        if not entries:
-            skipped_images += 1
-            continue
-        images.append(
-            {
-                "id": image_id,
-                "file_name": _filename(filepath),
-                "height": int(float(image["@height"])),
-                "width": int(float(image["@width"])),
-            }
-        )
-        for entry in entries:
-            annotations.append({"id": annotation_id, **entry})
-            annotation_id += 1
-    if skipped_images:
-        log.info(
-            "as_coco(%s): %d images without usable annotations left out",
-            dataset_type,
-            skipped_images,
-        )
-    return coco
-
-
-def _clip01(value: float) -> float:
-    return 0.0 if value < 0 else 1.0 if value > 1 else value
-
-
-@_gc_paused()
-def as_yolo(
-    label_names: list[str], files_with_annotations: dict[Path, dict]
-) -> dict[Path, list[str]]:
-    """{file: ["cls xc yc w h", ...]} from `<box>` elements, normalised by the image size and
-    clipped to [0, 1]; every image is a key (an empty list = background image)."""
-    index = {name: i for i, name in enumerate(label_names)}
-    labels: dict[Path, list[str]] = {}
-    for filepath, image in files_with_annotations.items():
-        width, height = float(image["@width"]), float(image["@height"])
-        lines = []
-        for box in get_image_annotations(image, "box"):
-            label = box.get("@label")
-            if label not in index:
-                log.warning(
-                    "as_yolo: %s: label %r not in label_names, skipped", _filename(filepath), label
-                )
-                continue
-            x0, y0, x1, y1 = _box_xyxy(box)
-            x0, x1 = _clip01(x0 / width), _clip01(x1 / width)
-            y0, y1 = _clip01(y0 / height), _clip01(y1 / height)
-            if x1 <= x0 or y1 <= y0:
-                continue
-            xc, yc, w, h = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0
-            lines.append(f"{index[label]} {xc:.6f} {yc:.6f} {w:.6f} {h:.6f}")
-        labels[filepath] = lines
-    return labels
-
-
-def write_yolo_labels(
-    labels_path: Path, label_names: list[str], files_with_annotations: dict[Path, dict]
-) -> None:
-    """A `create_labels_fn`: one `<stem>.txt` per image and `classes.txt` (one name a line)."""
-    labels_path = Path(labels_path)
-    (labels_path / "classes.txt").write_text(
-        "".join(f"{n}\n" for n in label_names), encoding="utf-8"
-    )
-    for filepath, lines in as_yolo(label_names, files_with_annotations).items():
-        text = "".join(f"{line}\n" for line in lines)
-        (labels_path / f"{Path(filepath).stem}.txt").write_text(text, encoding="utf-8")
-
-
-def coco_labels_writer(dataset_type: str, filename: str = "labels.json") -> LabelsFn:
-    """A `create_labels_fn` writing `as_coco(...)` to `<labels dir>/<filename>`."""
-    import json
-
-    def write(
-        labels_path: Path, label_names: list[str], files_with_annotations: dict[Path, dict]
-    ) -> None:
-        coco = as_coco(label_names, files_with_annotations, dataset_type=dataset_type)
-        target = Path(labels_path) / filename
-        tmp = target.with_name(f".{filename}.tmp")
-        tmp.write_text(json.dumps(coco), encoding="utf-8")
-        os.replace(tmp, target)
-
-    return write
+# --- label formats: cvat_labels.py (re-exported here: the platform's names) ----------------

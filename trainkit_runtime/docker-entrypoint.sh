@@ -52,9 +52,9 @@ json_string() {
 }
 
 # write_failure STAGE REASON [STATUS] [DETAILS_FILE]: $OUTPUT_DIR/failure as one JSON object,
-# the same shape run_control.py writes ({"stage", "type", "message", "rank", "time",
+# the same shape trainkit_runtime.lifecycle writes ({"stage", "type", "message", "rank", "time",
 # "traceback"}), here with the failing step's last stderr lines as "traceback". A failure file
-# the failing step wrote itself (setup.py using run_control) is more precise and is kept.
+# the failing step wrote itself (setup.py using the lifecycle) is more precise and is kept.
 write_failure() {
   local failure_stage="$1" reason="$2" status="${3:-1}" details="${4:-}" dir tmp stderr_tail=""
   dir="$(output_dir)"
@@ -264,7 +264,7 @@ show_environment() {
 # number of nodes and the rendezvous, itself) other than 1 starts that many processes per node
 # with torchrun (--standalone when no multi-node setting is present); otherwise one process,
 # which still joins a cluster launcher's process group (MASTER_ADDR, WORLD_SIZE, RANK) through
-# run_control.trainer_kwargs.
+# lifecycle.trainer_kwargs (KubeflowEnvironment).
 train_command() {
   local nproc="${NPROC_PER_NODE:-${PET_NPROC_PER_NODE:-1}}"
   if [[ ! "$nproc" =~ ^([1-9][0-9]*|auto|cpu|gpu)$ ]]; then

@@ -336,20 +336,29 @@ def test_as_coco_classification_detection_segmentation():
     cls = cd.as_coco(["a", "b"], FILES, dataset_type="classification")
     assert cls["categories"] == [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
     assert cls["images"] == [{"id": 1, "file_name": "x.jpg", "height": 50, "width": 100}]
-    assert cls["annotations"] == [{"id": 1, "image_id": 1, "category_id": 2}]
+    # a tag: the whole image as bbox, so every annotation has bbox/area/iscrowd
+    assert cls["annotations"] == [
+        {"id": 1, "image_id": 1, "category_id": 2, "area": 5000.0,
+         "bbox": [0.0, 0.0, 100.0, 50.0], "iscrowd": 0}
+    ]  # fmt: skip
 
     det = cd.as_coco(["a", "b"], FILES, dataset_type="detection")
-    assert [a["bbox"] for a in det["annotations"]] == [[10, 5, 20, 20], [-10, 40, 30, 20]]
-    assert [a["category_id"] for a in det["annotations"]] == [1, 2]
+    # boxes, and the polygon's enclosing box
+    assert [a["bbox"] for a in det["annotations"]] == [
+        [10, 5, 20, 20], [-10, 40, 30, 20], [0, 0, 10, 10]
+    ]  # fmt: skip
+    assert [a["category_id"] for a in det["annotations"]] == [1, 2, 2]
     assert det["annotations"][0]["area"] == 400
+    assert det["annotations"][0]["segmentation"] == [[10, 5, 30, 5, 30, 25, 10, 25]]
 
-    seg = cd.as_coco(["a", "b"], FILES)  # default: segmentation
-    (ann,) = seg["annotations"]
-    assert ann["segmentation"] == [[0, 0, 10, 0, 10, 10, 0, 10]]
-    assert ann["bbox"] == [0, 0, 10, 10]
-    assert ann["area"] == 100
-    assert ann["iscrowd"] == 0
-    json.dumps(seg)
+    seg = cd.as_coco(["a", "b"], FILES)  # default: segmentation; boxes become rectangles
+    polygon = seg["annotations"][-1]
+    assert polygon["segmentation"] == [[0, 0, 10, 0, 10, 10, 0, 10]]
+    assert polygon["bbox"] == [0, 0, 10, 10]
+    assert polygon["area"] == 100
+    assert polygon["iscrowd"] == 0
+    assert len(seg["annotations"]) == 3
+    json.dumps(seg, allow_nan=False)
 
 
 def test_as_coco_classification_falls_back_to_boxes_and_rejects_unknown_type():
@@ -372,6 +381,7 @@ def test_as_yolo_normalised_clipped_and_background_images():
     assert labels[Path("/m/x.jpg")] == [
         "0 0.200000 0.300000 0.200000 0.400000",
         "1 0.100000 0.900000 0.200000 0.200000",  # clipped to [0, 1]
+        "1 0.050000 0.100000 0.100000 0.200000",  # the polygon's enclosing box
     ]
     assert labels[Path("/m/y.jpg")] == []
     for line in labels[Path("/m/x.jpg")]:
@@ -381,5 +391,5 @@ def test_as_yolo_normalised_clipped_and_background_images():
 def test_write_yolo_labels(tmp_path):
     cd.write_yolo_labels(tmp_path, ["a", "b"], FILES)
     assert (tmp_path / "classes.txt").read_text() == "a\nb\n"
-    assert (tmp_path / "x.txt").read_text().count("\n") == 2
+    assert (tmp_path / "x.txt").read_text().count("\n") == 3
     assert (tmp_path / "y.txt").read_text() == ""

@@ -113,9 +113,12 @@ def test_element_to_dict_text_and_empty(tmp_path):
     assert got == xmltodict.parse(xml)["r"]
 
 
-def test_labels_in_labels_order_and_skeleton_parts_excluded(tmp_path):
+def test_labels_in_labels_order_and_skeletons_are_not_classes(tmp_path):
     labels, _ = parse(write_xml(tmp_path / "a.xml", RICH_TASK))
-    assert labels.names == ["dog", "cat", "body"]
+    # the skeleton label and its parts are known (their shapes are not "unknown") but no
+    # task trains on skeletons, so "body" is not a class
+    assert labels.names == ["dog", "cat"]
+    assert labels.skeletons == ["body"]
     assert labels.known == {"dog", "cat", "body", "head"}
 
 

@@ -1,15 +1,15 @@
 """Real training runs (CPU, tiny model on random tensors) of tests/lifecycle/tiny_train.py, a
-train.py that uses run_control like the templates: failure file, SIGTERM + resume, changed
-config, finished run restarted, torchrun DDP with 2 processes (gloo)."""
+train.py built with lifecycle.train_task like the templates: failure file, SIGTERM at an exact
+step (sent from inside the training step: no polling, no sleeps) + resume, changed config,
+finished run restarted, torchrun DDP with 2 processes (gloo). The same behaviours on the real
+template: test_template_lifecycle.py."""
 
 from __future__ import annotations
 
 import csv
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,32 +19,32 @@ from tests.lifecycle.conftest import TINY_TRAIN, subprocess_env
 TIMEOUT = 300
 
 
-def run_tiny(run_env, *args: str, torchrun: int = 0) -> subprocess.CompletedProcess:
+EXPORT_CONFIG = {
+    "model_type": "pytorch",
+    "input_names": ["input"],
+    "input_shapes": [[1, 4]],
+    "input_types": ["float32"],
+    "output_names": ["output"],
+    "dynamic_axes": {"input": {"0": "batch"}, "output": {"0": "batch"}},
+}
+
+
+def run_tiny(run_env, *args: str, torchrun: int = 0, **env: str) -> subprocess.CompletedProcess:
+    """tiny_train.py in the run's working directory (= the image's WORKDIR)."""
+    workdir = run_env["OUTPUT_DIR"].parent
+    (workdir / "export_config.json").write_text(json.dumps(EXPORT_CONFIG))
     cmd = [sys.executable, str(TINY_TRAIN), *args]
     if torchrun:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
         cmd = [*launcher, f"--nproc_per_node={torchrun}", str(TINY_TRAIN), *args]
     return subprocess.run(
         cmd,
-        env=subprocess_env(run_env),
-        cwd=run_env["OUTPUT_DIR"].parent,
+        env=subprocess_env(run_env, **env),
+        cwd=workdir,
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
     )
-
-
-def start_tiny(run_env, tmp_path: Path, *args: str, torchrun: int = 0):
-    cmd = [sys.executable, str(TINY_TRAIN), *args]
-    if torchrun:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-        cmd = [*launcher, f"--nproc_per_node={torchrun}", str(TINY_TRAIN), *args]
-    out = (tmp_path / "first.out").open("w")
-    err = (tmp_path / "first.err").open("w")
-    proc = subprocess.Popen(
-        cmd, env=subprocess_env(run_env), cwd=tmp_path, stdout=out, stderr=err, text=True
-    )
-    return proc, tmp_path / "first.out", tmp_path / "first.err"
 
 
 def saved_step(ckpt: Path) -> int:
@@ -66,17 +66,6 @@ def score_lines(stdout: str) -> list[str]:
 def metric_rows(out: Path, column: str) -> list[dict[str, str]]:
     with (out / "logs" / "metrics.csv").open(newline="") as fh:
         return [row for row in csv.DictReader(fh) if row.get(column)]
-
-
-def sigterm_after_checkpoint(proc: subprocess.Popen, ckpt: Path) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not ckpt.exists():
-        assert proc.poll() is None, "training ended before its first checkpoint"
-        assert time.monotonic() < deadline, "no checkpoint in time"
-        time.sleep(0.1)
-    time.sleep(0.5)  # a few steps past the epoch-end checkpoint
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(TIMEOUT)
 
 
 @pytest.mark.slow
@@ -104,29 +93,25 @@ def test_failure_in_setup_stage(run_env):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_checkpoint_and_restart_resumes(run_env, tmp_path):
+def test_sigterm_saves_checkpoint_and_restart_resumes(run_env):
     out = run_env["OUTPUT_DIR"]
     ckpt = out / "checkpoints" / "last.ckpt"
-    proc, first_out, first_err = start_tiny(
-        run_env, tmp_path, "--max_epochs", "4", "--sleep", "0.1"
-    )
-    sigterm_after_checkpoint(proc, ckpt)
-    stderr = first_err.read_text()
-    assert proc.returncode == 143, stderr
-    assert "stopped: train: SIGTERM received; checkpoint saved at step" in stderr
+    first = run_tiny(run_env, "--max_epochs", "4", TINY_SIGTERM_AT_STEP="11")
+    assert first.returncode == 143, first.stderr
+    assert "stopped: train: SIGTERM received; checkpoint saved at step 13" in first.stderr
     assert not (out / "failure").exists()
-    assert not score_lines(first_out.read_text())
-    step = saved_step(ckpt)
-    assert step > 8  # past the first epoch-end checkpoint (8 batches per epoch)
+    assert not score_lines(first.stdout)
+    # signalled in step 11; the ranks agree on it when the next batch starts, and Lightning
+    # stops after that batch: step 13, past the epoch-end checkpoint at step 8
+    assert saved_step(ckpt) == 13
 
-    again = run_tiny(run_env, "--max_epochs", "4", "--sleep", "0.1")
+    again = run_tiny(run_env, "--max_epochs", "4")
     assert again.returncode == 0, again.stderr
-    assert start_step(again.stdout) == step
+    assert start_step(again.stdout) == 13
     assert len(score_lines(again.stdout)) == 1
-    assert len(metric_rows(out, "test_acc")) == 1  # final metrics logged once
     train_steps = [int(r["step"]) for r in metric_rows(out, "train_loss")]
-    assert min(train_steps) < step < max(train_steps)  # first attempt's rows kept, appended to
-    assert max(train_steps) == 4 * 8 - 1
+    assert min(train_steps) < 13 < max(train_steps)  # first attempt's rows kept, appended to
+    assert len(train_steps) == len(set(train_steps)) == 4 * 8  # nothing trained twice
     assert (out / "model.onnx").is_file()
 
 
@@ -145,14 +130,14 @@ def test_finished_run_is_not_retrained_and_reexports(run_env):
     again = run_tiny(run_env, "--max_epochs", "3", "--constant_val")
     assert again.returncode == 0, again.stderr
     assert start_step(again.stdout) is None  # no training
-    assert "run already finished" in again.stdout
+    assert "run already finished" in again.stderr
     assert score_lines(again.stdout) == [score]  # the platform reads the score from the log
 
     (out / "model.onnx").unlink()
     third = run_tiny(run_env, "--max_epochs", "3", "--constant_val")
     assert third.returncode == 0, third.stderr
     assert start_step(third.stdout) is None
-    assert "re-exported" in third.stdout
+    assert "re-exported" in third.stderr
     assert (out / "model.onnx").is_file()
     assert len(metric_rows(out, "train_loss")) == rows
     assert (out / "checkpoints" / "last.ckpt").stat().st_mtime_ns == mtime
@@ -180,17 +165,19 @@ def test_torchrun_two_processes(run_env):
 
 
 @pytest.mark.slow
-def test_torchrun_sigterm_then_resume(run_env, tmp_path):
+def test_torchrun_sigterm_then_resume(run_env):
+    """SIGTERM to the torchrun agent (what a container stop or a preempted pod does), sent by
+    rank 0 from inside its training step at step 5: the agent forwards it to both ranks."""
     out = run_env["OUTPUT_DIR"]
     ckpt = out / "checkpoints" / "last.ckpt"
-    args = ("--max_epochs", "4", "--sleep", "0.1")
-    proc, _, first_err = start_tiny(run_env, tmp_path, *args, torchrun=2)
-    sigterm_after_checkpoint(proc, ckpt)
-    stderr = first_err.read_text()
-    assert "stopped: train: SIGTERM received" in stderr
-    assert stderr.count("SIGTERM: saved") == 1  # rank 0 wrote it
+    args = ("--max_epochs", "4")
+    first = run_tiny(run_env, *args, torchrun=2, TINY_SIGTERM_AT_STEP="5", TINY_SIGTERM_PARENT="1")
+    assert first.returncode != 0
+    assert "stopped: train: SIGTERM received" in first.stderr
+    assert first.stderr.count("SIGTERM: saved") == 1  # rank 0 wrote it
     step = saved_step(ckpt)
-    assert step >= 4  # 4 batches per rank per epoch
+    assert 5 < step < 4 * 4  # 4 batches per rank per epoch: stopped mid-training
+    assert not (out / "failure").exists()
 
     again = run_tiny(run_env, *args, torchrun=2)
     assert again.returncode == 0, again.stderr

@@ -1,9 +1,11 @@
-"""Unit tests of trainkit_runtime/lifecycle.py: ranks, failure file, stages, setup_once,
-resume state, Trainer kwargs. Fast: no training here (see test_lifecycle_runs.py)."""
+"""Unit tests of trainkit_runtime/lifecycle.py: ranks, failure file, stages, setup_once (with a
+mutation: the same scenario against a no-op lock), the config-hash guard, the Trainer that
+trainer_kwargs builds. Fast: only tiny in-process fits (see test_lifecycle_runs.py)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -95,14 +97,31 @@ def test_first_failure_wins(rc, run_env):
     assert rc.read_failure()["message"] == "worker 1: image truncated"
 
 
+def _backdate(path: Path, when: float) -> None:
+    os.utime(path, (when, when))
+
+
 def test_stale_failure_of_an_earlier_attempt_is_removed(rc, run_env):
+    """Relative to this attempt's start (the process start), not to the wall clock: the test
+    holds however long the pytest session has been running."""
     failure = run_env["OUTPUT_DIR"] / "failure"
     failure.parent.mkdir(parents=True)
     failure.write_text('{"stage": "train"}\n')
-    past = time.time() - 3600
-    os.utime(failure, (past, past))
+    _backdate(failure, rc.ATTEMPT_START - 5)  # written before this attempt started
     with rc.run_stage("setup"):
         pass
+    assert not failure.exists()
+
+
+def test_failure_of_this_attempt_is_kept(rc, run_env):
+    failure = run_env["OUTPUT_DIR"] / "failure"
+    failure.parent.mkdir(parents=True)
+    failure.write_text('{"stage": "train", "rank": 1}\n')  # another rank, this attempt
+    _backdate(failure, rc.ATTEMPT_START + 0.5)
+    assert rc.clear_stale_failure() is False
+    assert failure.exists()
+    # the same file seen by an attempt that started later is stale
+    assert rc.clear_stale_failure(attempt_start=rc.ATTEMPT_START + 10) is True
     assert not failure.exists()
 
 
@@ -111,8 +130,7 @@ def test_other_ranks_do_not_remove_failure_but_record_their_own(rc, run_env, mon
     failure = run_env["OUTPUT_DIR"] / "failure"
     failure.parent.mkdir(parents=True)
     failure.write_text('{"stage": "old"}\n')
-    past = time.time() - 3600
-    os.utime(failure, (past, past))
+    _backdate(failure, rc.ATTEMPT_START - 5)
     with rc.run_stage("setup"):
         pass
     assert failure.exists()
@@ -200,36 +218,73 @@ def test_failure_in_subprocess_exit_code_and_file(run_env):
 # --------------------------------------------------------------------------- setup_once
 
 
-def _slow_setup_worker(env: dict[str, str], start: float) -> None:
+WORKERS = 4
+
+
+def _lock_waiters(lock_file: Path) -> int:
+    """Processes blocked in flock() on lock_file (the "->" entries of /proc/locks)."""
+    inode = f":{lock_file.stat().st_ino} "
+    lines = Path("/proc/locks").read_text().splitlines()
+    return sum(1 for line in lines if "->" in line and inode in line)
+
+
+@contextlib.contextmanager
+def _no_lock(path: Path):
+    """The mutation: setup_once without its lock."""
+    yield
+
+
+def _setup_worker(env: dict[str, str], broken_lock: bool) -> None:
     os.environ.update(env)
     from trainkit_runtime import lifecycle as run_control
 
+    if broken_lock:
+        run_control.node_lock = _no_lock
+    root = run_control.datasets_root()
+    lock_file = root / run_control.SETUP_LOCK_FILENAME
+
     def setup() -> None:
-        root = run_control.datasets_root()
         with (root / "calls").open("a") as fh:
             fh.write(f"{os.getpid()}\n")
-        time.sleep(0.3)
+        # Deterministic, no start barrier: do not finish until every other worker is either
+        # blocked on the lock (it works) or inside this function too (it does not).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            inside = len((root / "calls").read_text().split())
+            if inside == WORKERS or (
+                lock_file.exists() and _lock_waiters(lock_file) == WORKERS - 1
+            ):
+                break
+            time.sleep(0.01)
         (root / "images").mkdir(exist_ok=True)
 
-    while time.time() < start:
-        time.sleep(0.01)
     run_control.setup_once(setup, key="dataset-1")
     # Everyone returns only after the setup is complete.
-    assert (run_control.datasets_root() / "images").is_dir()
+    assert (root / "images").is_dir()
 
 
-def test_setup_once_runs_once_while_other_processes_wait(run_env):
+def _run_setup_workers(run_env, broken_lock: bool) -> list[str]:
     env = {k: str(v) for k, v in run_env.items()}
+    run_env["DATASETS_ROOT"].mkdir(parents=True, exist_ok=True)
+    (run_env["DATASETS_ROOT"] / "calls").touch()
     ctx = multiprocessing.get_context("fork")
-    start = time.time() + 0.5
-    procs = [ctx.Process(target=_slow_setup_worker, args=(env, start)) for _ in range(4)]
+    procs = [ctx.Process(target=_setup_worker, args=(env, broken_lock)) for _ in range(WORKERS)]
     for proc in procs:
         proc.start()
     for proc in procs:
-        proc.join(60)
-    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-    calls = (run_env["DATASETS_ROOT"] / "calls").read_text().split()
-    assert len(calls) == 1
+        proc.join(90)
+    assert [p.exitcode for p in procs] == [0] * WORKERS
+    return (run_env["DATASETS_ROOT"] / "calls").read_text().split()
+
+
+def test_setup_once_runs_once_while_other_processes_wait(run_env):
+    assert len(_run_setup_workers(run_env, broken_lock=False)) == 1
+
+
+def test_setup_once_test_catches_a_missing_lock(run_env):
+    """The mutation of the test above: with the lock replaced by a no-op, every worker runs the
+    set-up, and the same check sees it."""
+    assert len(_run_setup_workers(run_env, broken_lock=True)) == WORKERS
 
 
 def test_setup_once_key_decides_redo(rc, run_env):
@@ -290,21 +345,21 @@ def _fake_checkpoint(path: Path, *, truncated: bool = False) -> None:
 def test_resume_same_config(rc, run_env, monkeypatch):
     monkeypatch.setenv("DATASET_ID", "7")
     config = {"lr": 0.01, "epochs": 3}
-    assert rc.resume_checkpoint(config) is None  # first start
+    assert rc.resume_from(config) is None  # first start
     _fake_checkpoint(rc.last_checkpoint_path())
-    assert rc.resume_checkpoint(config) == rc.last_checkpoint_path()
-    assert rc.resume_checkpoint({**config, "devices": 2}) == rc.last_checkpoint_path()
+    assert rc.resume_from(config) == "last"  # for trainer.fit(ckpt_path=...)
+    assert rc.resume_from({**config, "devices": 2, "checkpoint_minutes": 1}) == "last"
 
 
 def test_changed_config_starts_fresh_and_keeps_old_checkpoints(rc, run_env, caplog, capsys):
     config = {"lr": 0.01, "epochs": 3}
-    rc.resume_checkpoint(config)
+    rc.resume_from(config)
     _fake_checkpoint(rc.last_checkpoint_path())
     logs = run_env["OUTPUT_DIR"] / "logs"
     logs.mkdir()
     (logs / "metrics.csv").write_text("step,train_loss\n0,1.0\n")
 
-    assert rc.resume_checkpoint({**config, "lr": 0.1}) is None
+    assert rc.resume_from({**config, "lr": 0.1}) is None
     err = capsys.readouterr().err
     assert "config changed (lr), starting fresh" in err
     moved = list((run_env["OUTPUT_DIR"] / "previous-runs").iterdir())
@@ -314,37 +369,37 @@ def test_changed_config_starts_fresh_and_keeps_old_checkpoints(rc, run_env, capl
     assert not rc.last_checkpoint_path().exists()
     # the new config is now the one the (empty) checkpoints dir belongs to
     _fake_checkpoint(rc.last_checkpoint_path())
-    assert rc.resume_checkpoint({**config, "lr": 0.1}) == rc.last_checkpoint_path()
+    assert rc.resume_from({**config, "lr": 0.1}) == "last"
 
 
 def test_changed_dataset_starts_fresh(rc, run_env, monkeypatch, capsys):
     monkeypatch.setenv("DATASET_ID", "1")
-    rc.resume_checkpoint({"lr": 1})
+    rc.resume_from({"lr": 1})
     _fake_checkpoint(rc.last_checkpoint_path())
     monkeypatch.setenv("DATASET_ID", "2")
-    assert rc.resume_checkpoint({"lr": 1}) is None
+    assert rc.resume_from({"lr": 1}) is None
     assert "config changed (DATASET_ID)" in capsys.readouterr().err
 
 
 def test_truncated_checkpoint_starts_fresh(rc, run_env, capsys):
-    rc.resume_checkpoint({"lr": 1})
+    rc.resume_from({"lr": 1})
     _fake_checkpoint(rc.last_checkpoint_path(), truncated=True)
-    assert rc.resume_checkpoint({"lr": 1}) is None
+    assert rc.resume_from({"lr": 1}) is None
     assert "unreadable" in capsys.readouterr().err
     assert list((run_env["OUTPUT_DIR"] / "previous-runs").glob("*/checkpoints/last.ckpt"))
 
 
 def test_checkpoint_without_run_state_is_not_trusted(rc, run_env, capsys):
     _fake_checkpoint(rc.last_checkpoint_path())
-    assert rc.resume_checkpoint({"lr": 1}) is None
+    assert rc.resume_from({"lr": 1}) is None
     assert "config changed" in capsys.readouterr().err
 
 
 def test_other_ranks_do_not_move_or_write(rc, run_env, monkeypatch):
-    rc.resume_checkpoint({"lr": 1})
+    rc.resume_from({"lr": 1})
     _fake_checkpoint(rc.last_checkpoint_path())
     monkeypatch.setenv("RANK", "1")
-    assert rc.resume_checkpoint({"lr": 2}) is None
+    assert rc.resume_from({"lr": 2}) is None
     assert rc.last_checkpoint_path().exists()  # only rank 0 moves files
     run_state = json.loads((rc.checkpoint_dir() / "run.json").read_text())
     assert run_state["config"]["lr"] == 1
@@ -352,59 +407,66 @@ def test_other_ranks_do_not_move_or_write(rc, run_env, monkeypatch):
 
 def test_finished_marker(rc, run_env):
     config = {"lr": 0.01}
-    assert not rc.run_finished(config)
+    assert rc.finished_info(config) is None
     rc.write_failure("train", RuntimeError("earlier attempt"))
     rc.mark_finished(config, score=0.875)
-    assert rc.run_finished(config)
+    assert rc.finished_info(config) is not None
     assert rc.finished_info(config)["score"] == 0.875
-    assert not rc.run_finished({"lr": 0.02})
+    assert rc.finished_info({"lr": 0.02}) is None
     assert rc.read_failure() is None
 
 
 # --------------------------------------------------------------------------- trainer_kwargs
 
 
-def _kwargs(rc, **args):
-    return rc.trainer_kwargs(argparse.Namespace(**args), monitor="val_acc")
+def _trainer(rc, **args):
+    """The Trainer train.py builds (no fit: nothing is launched)."""
+    import lightning as L
+
+    return L.Trainer(**rc.trainer_kwargs(argparse.Namespace(**args), monitor="val_acc"))
 
 
 def test_trainer_kwargs_defaults(rc, run_env):
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    kw = rc.trainer_kwargs(argparse.Namespace(), monitor="val_acc", mode="max")
-    assert (kw["accelerator"], kw["devices"], kw["num_nodes"], kw["strategy"]) == (
-        "auto",
-        "auto",
-        1,
-        "auto",
-    )
-    assert kw["precision"] == "32-true"
-    assert kw["enable_progress_bar"] is False  # stderr is not a terminal under pytest
-    csv = next(lg for lg in kw["logger"] if isinstance(lg, CSVLogger))
+    trainer = _trainer(rc, accelerator="cpu")
+    assert (trainer.world_size, trainer.num_devices, trainer.num_nodes) == (1, 1, 1)
+    assert trainer.precision == "32-true"
+    assert trainer.progress_bar_callback is None  # stderr is not a terminal under pytest
+    (csv,) = [lg for lg in trainer.loggers if isinstance(lg, CSVLogger)]
     assert Path(csv.log_dir) == run_env["OUTPUT_DIR"] / "logs"
-    best, last = (cb for cb in kw["callbacks"] if isinstance(cb, ModelCheckpoint))
-    assert Path(best.dirpath) == Path(last.dirpath) == run_env["OUTPUT_DIR"] / "checkpoints"
+    best, last, timed = (cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint))
+    assert trainer.checkpoint_callback is best  # ckpt_path="best" uses the first one
+    ckpts = run_env["OUTPUT_DIR"] / "checkpoints"
+    assert {Path(cb.dirpath) for cb in (best, last, timed)} == {ckpts}
     assert (best.monitor, best.mode, best.filename, best.save_top_k) == (
         "val_acc",
         "max",
         "best",
         1,
     )
-    # last.ckpt has its own callback: save_last of a monitored one goes stale (Lightning 2.6)
-    assert (last.monitor, last.filename, last.save_top_k) == (None, "last", 1)
-    assert any(type(cb).__name__ == "SigtermCheckpoint" for cb in kw["callbacks"])
-    assert "plugins" not in kw
+    # last.ckpt at every epoch end: unmonitored, so it never goes stale (see the test below)
+    assert (last.monitor, last.filename, last.save_top_k, last.every_n_epochs) == (
+        None,
+        "last",
+        1,
+        1,
+    )
+    # ... and every checkpoint-minutes (default 10) through Lightning's save_last
+    assert (timed.save_last, timed.save_top_k) == (True, 0)
+    assert timed._train_time_interval.total_seconds() == 600
+    assert type(trainer.strategy.checkpoint_io).__name__ == "AtomicCheckpointIO"
 
 
 def test_trainer_kwargs_from_args(rc, run_env):
-    kw = _kwargs(rc, accelerator="cpu", devices="2", num_nodes=1, strategy="auto", precision=16)
-    assert kw["devices"] == 2
-    assert kw["precision"] == "16-mixed"
-    assert type(kw["strategy"]).__name__ == "DDPStrategy"
-    assert kw["strategy"]._process_group_backend == "gloo"
-    kw = _kwargs(rc, accelerator="cpu", devices=1, strategy="ddp", precision="bf16-mixed")
-    assert (kw["strategy"], kw["precision"]) == ("ddp", "bf16-mixed")
+    trainer = _trainer(rc, accelerator="cpu", devices=2, precision="bf16-mixed")
+    assert type(trainer.strategy).__name__ == "DDPStrategy"  # Lightning's choice for devices>1
+    assert trainer.num_devices == 2
+    assert trainer.precision == "bf16-mixed"
+    kw = rc.trainer_kwargs(argparse.Namespace(checkpoint_minutes=0.5))
+    timed = kw["callbacks"][-2]
+    assert timed._train_time_interval.total_seconds() == 30
 
 
 def test_trainer_kwargs_under_torchrun(rc, run_env, monkeypatch):
@@ -414,16 +476,16 @@ def test_trainer_kwargs_under_torchrun(rc, run_env, monkeypatch):
         "WORLD_SIZE": "4",
         "RANK": "0",
         "LOCAL_RANK": "0",
+        "GROUP_RANK": "0",
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": "29500",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    kw = _kwargs(rc, accelerator="cpu", devices=1, num_nodes=1)
-    assert (kw["devices"], kw["num_nodes"]) == (2, 2)
-    assert kw["strategy"]._process_group_backend == "gloo"
-    kw = _kwargs(rc, accelerator="gpu")
-    assert kw["strategy"]._process_group_backend == "nccl"
+    # the config says 1 device on 1 node; torchrun's world wins (Lightning refuses a mismatch)
+    trainer = _trainer(rc, accelerator="cpu", devices=1, num_nodes=1)
+    assert (trainer.num_devices, trainer.num_nodes, trainer.world_size) == (2, 2, 4)
+    assert type(trainer.strategy.cluster_environment).__name__ == "TorchElasticEnvironment"
 
 
 def test_trainer_kwargs_under_cluster_env(rc, run_env, monkeypatch):
@@ -435,11 +497,99 @@ def test_trainer_kwargs_under_cluster_env(rc, run_env, monkeypatch):
         "RANK": "2",
     }.items():
         monkeypatch.setenv(key, value)
-    kw = _kwargs(rc, accelerator="cpu")
-    assert (kw["devices"], kw["num_nodes"]) == (1, 3)
-    (env,) = kw["plugins"]
+    trainer = _trainer(rc, accelerator="cpu")
+    assert (trainer.num_devices, trainer.num_nodes) == (1, 3)
+    env = trainer.strategy.cluster_environment
     assert type(env).__name__ == "KubeflowEnvironment"
     assert (env.global_rank(), env.node_rank(), env.world_size()) == (2, 2, 3)
+
+
+class _ConstantScore:
+    """A tiny LightningModule whose validation score never improves after epoch 0."""
+
+    @staticmethod
+    def make():
+        import lightning as L
+        import torch
+        from torch import nn
+
+        class Module(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.net = nn.Linear(2, 2)
+
+            def training_step(self, batch, batch_idx):
+                return self.net(batch[0]).sum()
+
+            def validation_step(self, batch, batch_idx):
+                self.log("score", 0.5)
+
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=0.01)
+
+        return Module()
+
+
+def _loader():
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    return DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4)  # 2 steps per epoch
+
+
+def _saved_step(path: Path) -> int:
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+
+
+def test_lightning_save_last_goes_stale_when_the_score_plateaus(tmp_path):
+    """Why last.ckpt has its own unmonitored ModelCheckpoint: with the installed Lightning,
+    save_last=True on a monitored callback writes last.ckpt only in a step where the score
+    improved. If this fails, Lightning changed and the extra callback can go."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    callback = ModelCheckpoint(tmp_path, monitor="score", mode="max", save_last=True)
+    trainer = L.Trainer(
+        max_epochs=3,
+        callbacks=[callback],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(_ConstantScore.make(), _loader(), _loader())
+    assert trainer.global_step == 6
+    assert _saved_step(tmp_path / "last.ckpt") == 2  # stale: written after epoch 0 only
+
+
+def test_our_last_checkpoint_follows_training_when_the_score_plateaus(rc, run_env):
+    import lightning as L
+
+    kw = rc.trainer_kwargs(argparse.Namespace(accelerator="cpu"), monitor="score")
+    trainer = L.Trainer(max_epochs=3, enable_model_summary=False, **kw)
+    trainer.fit(_ConstantScore.make(), _loader(), _loader())
+    assert _saved_step(rc.last_checkpoint_path()) == 6
+    assert _saved_step(rc.checkpoint_dir() / "best.ckpt") == 2
+
+
+def test_atomic_checkpoint_io_keeps_the_old_file_when_a_save_dies(rc, run_env, monkeypatch):
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    io = rc.trainer_kwargs(argparse.Namespace())["plugins"][-1]
+    target = run_env["OUTPUT_DIR"] / "last.ckpt"
+    io.save_checkpoint({"global_step": 1}, target)
+    before = target.read_bytes()
+
+    def dies_half_way(self, checkpoint, path, storage_options=None):
+        Path(path).write_bytes(b"PK\x03\x04 half a checkpoint")
+        raise OSError("killed while writing")
+
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", dies_half_way)
+    with pytest.raises(OSError, match="killed"):
+        io.save_checkpoint({"global_step": 2}, target)
+    assert target.read_bytes() == before
 
 
 def test_setup_once_survives_setup_rewriting_train_config(rc, run_env, monkeypatch):

@@ -1,6 +1,9 @@
 """The lifecycle on the committed, baked classification example (templates/Acme/Classification/
-TinyNet) on a synthetic CVAT dataset, CPU only: torchrun with 2 processes (gloo), SIGTERM and
-resume through the real entrypoint, and failure files for a corrupt image / missing label dir."""
+TinyNet) on a synthetic CVAT dataset, CPU only, through the real entrypoint: SIGTERM at an exact
+step and resume, SIGKILL mid-run and resume from the time-based checkpoint, a finished run not
+retrained and re-exporting a missing model (the template's own branch), failure files for a
+corrupt image / missing label dir. Signals come from a test-only sitecustomize callback inside
+the training process (no polling, no sleeps before a signal). Scale-out: test_scale_out.py."""
 
 from __future__ import annotations
 
@@ -83,57 +86,6 @@ def train_steps(out: Path) -> list[int]:
         return [int(row["step"]) for row in csv.DictReader(fh) if row.get("train_loss")]
 
 
-def test_torchrun_two_processes_on_the_example(tmp_path):
-    plan, env = make_run(tmp_path, "epochs=2")
-    # setup.py once (like the entrypoint) so train_config.json holds num-classes for the argv;
-    # then a fresh DATASETS_ROOT: train.py's setup_once must set it up once for both ranks.
-    first = subprocess.run(
-        [sys.executable, "setup.py"], cwd=plan.workspace, env=env, capture_output=True, text=True
-    )
-    assert first.returncode == 0, first.stderr
-    env = {**env, "DATASETS_ROOT": str(tmp_path / "node-datasets")}
-    argv = subprocess.run(
-        [sys.executable, "config_to_args.py", "--null"],
-        cwd=plan.workspace,
-        env=env,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    args = [a for a in argv.split("\0") if a]
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    proc = subprocess.run(
-        [*launcher, "train.py", *args],
-        cwd=plan.workspace,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in proc.stderr
-    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr  # both ranks ran
-    assert "distributed_backend=gloo" in proc.stderr
-    assert len(score_lines(proc.stdout)) == 1  # only rank 0 prints the score
-    out = plan.output_dir
-    assert sorted(p.name for p in out.glob("*.onnx")) == ["model.onnx"]
-    # one rank set the dataset up, the other waited for it and skipped
-    assert proc.stderr.count("dataset setup already done") == 1
-    assert (tmp_path / "node-datasets" / "labels" / "train").is_dir()
-    assert not (out / "failure").exists()
-
-
-def test_entrypoint_starts_torchrun_with_nproc_per_node(tmp_path):
-    plan, env = make_run(tmp_path, "epochs=1")
-    proc = entrypoint(plan, {**env, "NPROC_PER_NODE": "2"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "torch.distributed.run --nproc_per_node 2 --standalone train.py" in proc.stdout
-    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr
-    assert len(score_lines(proc.stdout)) == 1
-    assert sorted(p.name for p in plan.output_dir.glob("*.onnx")) == ["model.onnx"]
-    # setup.py ran before torchrun; both ranks found the dataset set up
-    assert proc.stderr.count("dataset setup already done") == 2
-
-
 @pytest.mark.parametrize("value", ["0", "two", "2; rm -rf /"])
 def test_entrypoint_refuses_a_bad_nproc_per_node(tmp_path, value):
     plan, env = make_run(tmp_path, "epochs=1")
@@ -147,14 +99,19 @@ def test_entrypoint_refuses_a_bad_nproc_per_node(tmp_path, value):
     assert "Setup started" not in output  # refused before mounting or setting anything up
 
 
-# Imported by every Python process of the first run (via PYTHONPATH): adds a callback that sends
-# SIGTERM to its own process at an exact global step, so the stop point does not depend on how
-# fast this machine trains (polling for a checkpoint and then signalling raced under load).
-SIGTERM_AT_STEP_SITECUSTOMIZE = """
+# Imported by every Python process of a run (via PYTHONPATH): adds a callback that sends a signal
+# to its own process at an exact global step (TEST_SIGNAL_AT_STEP, TEST_SIGNAL=TERM|KILL), so
+# where the run stops does not depend on how fast this machine trains. TEST_SLOW_STEP_SECONDS
+# makes each step take at least that long (before the checkpoint callbacks run: Lightning orders
+# them last), so a time-based checkpoint interval shorter than it elapses at every step.
+SIGNAL_AT_STEP_SITECUSTOMIZE = """
 import os
 import signal
+import time
 
-_STEP = int(os.environ["TEST_SIGTERM_AT_STEP"])
+_STEP = int(os.environ["TEST_SIGNAL_AT_STEP"])
+_SIGNAL = getattr(signal, "SIG" + os.environ.get("TEST_SIGNAL", "TERM"))
+_SLOW = float(os.environ.get("TEST_SLOW_STEP_SECONDS", "0"))
 try:
     import lightning.pytorch as _pl
 except ImportError:  # not a training process
@@ -162,38 +119,59 @@ except ImportError:  # not a training process
 
 if _pl is not None:
 
-    class _SigtermAtStep(_pl.Callback):
+    class _SignalAtStep(_pl.Callback):
         def on_train_batch_end(self, trainer, *args):
             if trainer.global_step == _STEP and trainer.is_global_zero:
-                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), _SIGNAL)
+            time.sleep(_SLOW)
 
     _init = _pl.Trainer.__init__
 
     def _patched_init(self, *args, callbacks=None, **kwargs):
-        _init(self, *args, callbacks=[*(callbacks or []), _SigtermAtStep()], **kwargs)
+        _init(self, *args, callbacks=[*(callbacks or []), _SignalAtStep()], **kwargs)
 
     _pl.Trainer.__init__ = _patched_init
 """
+
+
+def with_signal_hook(tmp_path: Path, env: dict, step: int, signal_name: str, **extra: str) -> dict:
+    hook_dir = tmp_path / "signal-hook"
+    hook_dir.mkdir(exist_ok=True)
+    (hook_dir / "sitecustomize.py").write_text(SIGNAL_AT_STEP_SITECUSTOMIZE)
+    python_path = os.pathsep.join(p for p in (str(hook_dir), env.get("PYTHONPATH")) if p)
+    return {
+        **env,
+        "PYTHONPATH": python_path,
+        "TEST_SIGNAL_AT_STEP": str(step),
+        "TEST_SIGNAL": signal_name,
+        **extra,
+    }
+
+
+def onnx_output(model: Path) -> object:
+    import numpy as np
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    image = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
+    return session.run(None, {session.get_inputs()[0].name: image})[0]
 
 
 def test_sigterm_then_resume_through_the_entrypoint(tmp_path):
     plan, env = make_run(tmp_path, "epochs=12")
     out = plan.output_dir
     last = out / "checkpoints" / "last.ckpt"
-    hook_dir = tmp_path / "sigterm-hook"
-    hook_dir.mkdir()
-    (hook_dir / "sitecustomize.py").write_text(SIGTERM_AT_STEP_SITECUSTOMIZE)
-    python_path = os.pathsep.join(p for p in (str(hook_dir), env.get("PYTHONPATH")) if p)
-    first = entrypoint(
-        plan, {**env, "PYTHONPATH": python_path, "TEST_SIGTERM_AT_STEP": "15"}
-    )  # 3 epochs of 5 steps, then SIGTERM arrives inside training
+    # 3 epochs of 5 steps, then SIGTERM arrives inside training
+    first = entrypoint(plan, with_signal_hook(tmp_path, env, 15, "TERM"))
     first_log = first.stdout + first.stderr
     assert first.returncode == 143, first_log[-3000:]
     assert "stopped: train: SIGTERM received; checkpoint saved at step" in first_log
     assert not score_lines(first_log)
     assert not (out / "failure").exists()
     stopped_at = saved_step(last)
-    assert 15 <= stopped_at < 12 * 5  # stopped where the signal arrived, not at the end
+    # signalled at the end of step 15: the ranks agree on it when the next batch starts and
+    # Lightning stops after that batch
+    assert stopped_at == 16
 
     again = entrypoint(plan, env)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -207,10 +185,28 @@ def test_sigterm_then_resume_through_the_entrypoint(tmp_path):
     assert (out / "model.onnx").is_file()
 
     # started once more: finished, no training, same score line for the platform
+    last_mtime = last.stat().st_mtime_ns
     third = entrypoint(plan, env)
     assert third.returncode == 0, third.stderr[-3000:]
     assert score_lines(third.stdout) == score_lines(again.stdout)
+    assert "run already finished" in third.stderr
     assert train_steps(out) == steps
+    assert "re-exported" not in third.stderr  # the model is there
+
+    # the template's finished-run branch re-exports a missing model from best.ckpt
+    exported = onnx_output(out / "model.onnx")
+    (out / "model.onnx").unlink()
+    fourth = entrypoint(plan, env)
+    assert fourth.returncode == 0, fourth.stderr[-3000:]
+    assert f"re-exported {out / 'model.onnx'} from {out / 'checkpoints' / 'best.ckpt'}" in (
+        fourth.stderr
+    )
+    assert score_lines(fourth.stdout) == score_lines(again.stdout)
+    assert "Restoring states" not in fourth.stderr and train_steps(out) == steps  # not trained
+    assert last.stat().st_mtime_ns == last_mtime
+    import numpy as np
+
+    np.testing.assert_allclose(onnx_output(out / "model.onnx"), exported, atol=1e-5)
 
     # `trainkit export RUN/output` re-exports from best.ckpt with the run's workspace code
     from trainkit.export import export_checkpoint
@@ -218,6 +214,29 @@ def test_sigterm_then_resume_through_the_entrypoint(tmp_path):
     (out / "model.onnx").unlink()
     assert export_checkpoint(out) == out / "model.onnx"
     assert (out / "model.onnx").stat().st_size > 1000
+
+
+def test_sigkill_mid_run_resumes_from_the_time_based_checkpoint(tmp_path):
+    """`docker stop` under the platform's stock entrypoint (bash as PID 1, no exec) ends in
+    SIGKILL: Python sees nothing. last.ckpt every checkpoint-minutes keeps what was trained."""
+    plan, env = make_run(tmp_path, "epochs=2", "checkpoint-minutes=0.004")  # 0.24 s
+    out = plan.output_dir
+    last = out / "checkpoints" / "last.ckpt"
+    # steps take >= 0.3 s, so the 0.24 s interval elapses at every step; SIGKILL after step 3,
+    # before that step's checkpoint, in the first epoch (5 steps: no epoch-end checkpoint yet)
+    first = entrypoint(
+        plan, with_signal_hook(tmp_path, env, 3, "KILL", TEST_SLOW_STEP_SECONDS="0.3")
+    )
+    assert first.returncode == -9 or first.returncode == 128 + 9, first.stderr[-3000:]
+    assert not score_lines(first.stdout)
+    assert saved_step(last) == 2  # the time-based checkpoint of the step before the kill
+
+    again = entrypoint(plan, env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"Restoring states from the checkpoint path at {last}" in again.stderr
+    assert saved_step(last) == 2 * 5
+    assert len(score_lines(again.stdout)) == 1
+    assert (out / "model.onnx").is_file()
 
 
 def _failure(plan) -> dict:

@@ -1,34 +1,36 @@
-"""A self-contained train.py that uses run_control like a generated template does: a tiny
-LightningModule on random tensors. The lifecycle tests run it as a subprocess (also under
-torchrun). Prints `start global_step=N` when fitting starts and `rank R ran` per process."""
+"""A train.py built like a generated one (``lifecycle.train_task``) around a tiny LightningModule
+on random tensors, so the lifecycle tests can train for real in a second or two, also under
+torchrun. Prints `start global_step=N` when fitting starts and `rank R ran` per process.
+
+Test-only knobs: --fail_at_step/--fail_rank raise in a training step, --fail_stage setup;
+TINY_SIGTERM_AT_STEP (env, so a restart has the same config) sends SIGTERM at that exact step
+from inside the step, to the process itself or, with TINY_SIGTERM_PARENT=1, to its torchrun
+agent.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
-from pathlib import Path
 
 import lightning as L
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from trainkit_runtime import lifecycle as rc
+from trainkit_runtime import lifecycle
+
+SIGTERM_AT_STEP = int(os.environ.get("TINY_SIGTERM_AT_STEP", "-1"))
 
 
 class TinyNet(L.LightningModule):
-    def __init__(
-        self,
-        lr: float = 0.05,
-        fail_at_step: int = -1,
-        fail_rank: int = -1,
-        sleep: float = 0.0,
-        constant_val: bool = False,
-    ) -> None:
+    def __init__(self, lr: float = 0.05, constant_val: bool = False, **knobs) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.knobs = knobs
         self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -39,11 +41,12 @@ class TinyNet(L.LightningModule):
             print(f"start global_step={self.trainer.global_step}", flush=True)
 
     def training_step(self, batch, batch_idx):
-        fail_here = self.hparams.fail_rank in (-1, self.global_rank)
-        if self.global_step == self.hparams.fail_at_step and fail_here:
+        fail_here = self.knobs.get("fail_rank", -1) in (-1, self.global_rank)
+        if self.global_step == self.knobs.get("fail_at_step", -1) and fail_here:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        if self.hparams.sleep:
-            time.sleep(self.hparams.sleep)
+        if self.global_step == SIGTERM_AT_STEP and self.global_rank == 0:
+            target = os.getppid() if os.environ.get("TINY_SIGTERM_PARENT") else os.getpid()
+            os.kill(target, signal.SIGTERM)
         x, y = batch
         loss = nn.functional.cross_entropy(self(x), y)
         self.log("train_loss", loss)
@@ -56,11 +59,6 @@ class TinyNet(L.LightningModule):
             acc = torch.tensor(0.5)
         self.log("val_acc", acc, sync_dist=True)
 
-    def test_step(self, batch, batch_idx):
-        x, y = batch
-        acc = (self(x).argmax(1) == y).float().mean()
-        self.log("test_acc", acc, sync_dist=True)
-
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
 
@@ -68,96 +66,55 @@ class TinyNet(L.LightningModule):
 def loader(n: int, seed: int) -> DataLoader:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 4, generator=g)
-    y = (x[:, 0] > 0).long()
-    return DataLoader(TensorDataset(x, y), batch_size=4)
+    return DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=4)
 
 
 def prepare_dataset() -> None:
-    root = rc.datasets_root()
-    with (root / "setup_calls").open("a") as fh:
+    with (lifecycle.datasets_root() / "setup_calls").open("a") as fh:
         fh.write(f"{os.getpid()}\n")
+    if (
+        sys.argv[sys.argv.index("--fail_stage") + 1 :][:1] == ["setup"]
+        if "--fail_stage" in sys.argv
+        else False
+    ):
+        raise FileNotFoundError("/datasets/labels/train: missing label dir")
     time.sleep(0.5)  # long enough that other ranks must wait for the lock
 
 
-def export(model: TinyNet, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    model = model.cpu().eval()
-    torch.onnx.export(
-        model,
-        (torch.ones(1, 4),),
-        str(tmp),
-        dynamo=False,
-        input_names=["input"],
-        output_names=["output"],
-    )
-    os.replace(tmp, path)
-
-
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser()
     p.add_argument("--max_epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--samples", type=int, default=32)
-    p.add_argument("--fail_at_step", type=int, default=-1)
-    p.add_argument("--fail_rank", type=int, default=-1)
-    p.add_argument("--sleep", type=float, default=0.0)
+    for knob in ("fail_at_step", "fail_rank"):
+        p.add_argument(f"--{knob}", type=int, default=-1)
     p.add_argument("--fail_stage", default="")
     p.add_argument("--constant_val", action="store_true")
-    p.add_argument("--devices", default="auto")
     p.add_argument("--accelerator", default="cpu")
-    p.add_argument("--num_nodes", type=int, default=1)
-    p.add_argument("--strategy", default="auto")
-    p.add_argument("--precision", default="32")
-    args = p.parse_args()
-    config = vars(args)
-    out = rc.output_dir()
-    model_path = out / "model.onnx"
+    return p.parse_args()
 
-    with rc.run_stage("setup"):
-        if args.fail_stage == "setup":
-            raise FileNotFoundError("/datasets/labels/train: missing label dir")
-        rc.setup_once(prepare_dataset)
-    print(f"rank {rc.global_rank()} ran", flush=True)
 
-    if rc.run_finished(config):
-        info = rc.finished_info(config)
-        if rc.is_rank_zero():
-            if not model_path.exists():
-                with rc.run_stage("export"):
-                    best = rc.checkpoint_dir() / "best.ckpt"
-                    export(TinyNet.load_from_checkpoint(best), model_path)
-                    print("re-exported", flush=True)
-            print("run already finished, not training again", flush=True)
-            print(f"Accuracy: {info['score']:.3f}", flush=True)
-        return
-
-    ckpt = rc.resume_checkpoint(config)
-    model = TinyNet(
-        lr=args.lr,
-        fail_at_step=args.fail_at_step,
-        fail_rank=args.fail_rank,
-        sleep=args.sleep,
-        constant_val=args.constant_val,
-    )
+@lifecycle.train_task(
+    score_name="Accuracy",
+    monitor="val_acc",
+    model_class=TinyNet,
+    setup=prepare_dataset,
+    parse_args=parse_args,  # the templates' default: schema_args.parse_train_args
+)
+def main(run: lifecycle.Run) -> None:
+    args = run.args
+    print(f"rank {lifecycle.global_rank()} ran", flush=True)
+    knobs = {k: v for k, v in vars(args).items() if k.startswith("fail_")}
+    model = TinyNet(lr=args.lr, constant_val=args.constant_val, **knobs)
     trainer = L.Trainer(
         max_epochs=args.max_epochs,
         log_every_n_steps=1,
         enable_model_summary=False,
-        **rc.trainer_kwargs(args, monitor="val_acc"),
+        **run.trainer_kwargs(),
     )
-    with rc.run_stage("train"):
-        trainer.fit(model, loader(args.samples, 0), loader(16, 1), ckpt_path=ckpt)
-    with rc.run_stage("test"):
-        result = trainer.test(model, loader(16, 2), ckpt_path="best", verbose=False)
-    score = float(result[0]["test_acc"])
-    if rc.is_rank_zero():
-        with rc.run_stage("export"):
-            if args.fail_stage == "export":
-                raise ValueError("export_config.json: input_shapes missing")
-            export(model, model_path)
-        print(f"Accuracy: {score:.3f}", flush=True)
-    rc.mark_finished(config, score=score)
+    trainer.fit(model, loader(args.samples, 0), loader(16, 1), ckpt_path=run.resume)
+    trainer.validate(model, loader(16, 2), ckpt_path=run.best, verbose=False)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -226,3 +226,44 @@ def test_trainkit_package_in_process(source, tmp_path, capsys):
     count = len(layout.ROOT_FILES) + len(architecture_files()) + len(runtime_entries())
     assert f"({count} files)" in capsys.readouterr().out
     assert validate_path(out).ok
+
+
+def _rewritten(zip_path, out, changes: dict[str, bytes | None]):
+    """A copy of zip_path with some entries replaced (None: left out)."""
+    with zipfile.ZipFile(zip_path) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            if info.filename in changes:
+                if changes[info.filename] is not None:
+                    dst.writestr(info, changes[info.filename])
+            else:
+                dst.writestr(info, src.read(info))
+    return out
+
+
+def _runtime_findings(report) -> list[str]:
+    return [line for line in report.lines() if f"docker/{layout.RUNTIME_PACKAGE}" in line]
+
+
+def test_validate_names_the_unmodified_runtime_and_reports_a_modified_one(source, workdir):
+    assert (
+        package_sh(PROVIDER, CATEGORY, ARCHITECTURE, *tree_args(source), cwd=workdir).returncode
+        == 0
+    )
+    zip_path = workdir / layout.ZIP_NAME
+    (line,) = _runtime_findings(validate_path(zip_path))
+    assert f"trainkit runtime {vendor.RUNTIME_VERSION}, unmodified" in line
+
+    lifecycle = f"{TOP}/{ARCH}/docker/{layout.RUNTIME_PACKAGE}/lifecycle.py"
+    with zipfile.ZipFile(zip_path) as zf:
+        edited = zf.read(lifecycle) + b"\nEDITED_BY_HAND = True\n"
+    modified = _rewritten(zip_path, workdir / "modified.zip", {lifecycle: edited})
+    (line,) = _runtime_findings(validate_path(modified))
+    assert line.startswith("WARNING ")
+    assert "was modified (trainkit_runtime/lifecycle.py differ from the release)" in line
+
+    entry = f"{TOP}/{ARCH}/docker/docker-entrypoint.sh"  # the entry scripts count too
+    with zipfile.ZipFile(zip_path) as zf:
+        script = zf.read(entry).replace(b"exec ", b"")
+    modified = _rewritten(zip_path, workdir / "entry.zip", {entry: script})
+    (line,) = _runtime_findings(validate_path(modified))
+    assert "was modified (docker-entrypoint.sh differ from the release)" in line

@@ -23,7 +23,10 @@ from trainkit.new import TASK_LABEL_FORMATS, bake
 from trainkit.platform import score
 from trainkit.update.record import RECORD_NAME
 
-TASK_FILES = ("datamodule.py", "metrics.py", "model.py")
+TASK_FILES = ("datamodule.py", "model.py")
+# Only the detection example has its own metric (mAP@0.5: torchmetrics' needs torchvision);
+# classification and segmentation use torchmetrics' MulticlassAccuracy / MulticlassJaccardIndex.
+OWN_METRIC_TASKS = ("detection",)
 DOCKER_FILES = (
     ".env",
     "Dockerfile",
@@ -54,6 +57,7 @@ def test_every_combination_bakes_the_expected_tree(baked):
         assert files_under(arch) == sorted(
             [f"config/{name}" for name in CONFIG_FILES]
             + [f"docker/{name}" for name in DOCKER_FILES]
+            + (["docker/metrics.py"] if task in OWN_METRIC_TASKS else [])
             + [RECORD_NAME]  # how it was made, for trainkit update (tests/update)
         )
 
@@ -67,7 +71,9 @@ def test_no_jinja_is_left_anywhere(baked):
 def test_baked_python_is_ruff_clean(baked):
     root = next(iter(baked.values())).parent.parent.parent
     python_files = sorted(root.rglob("*.py"))
-    assert len(python_files) == 5 * len(baked)  # setup, train, model, datamodule, metrics
+    # setup, train, model, datamodule (+ metrics for detection)
+    own_metric = sum(1 for task, _ in baked if task in OWN_METRIC_TASKS)
+    assert len(python_files) == 4 * len(baked) + own_metric
     for command in (["format", "--check"], ["check", "--show-files"], ["check"]):
         proc = subprocess.run(
             [sys.executable, "-m", "ruff", *command, "--config", str(PYPROJECT), str(root)],
@@ -136,9 +142,19 @@ def test_model_filepath_is_under_the_output_dir_and_a_platform_format(baked):
         path = Path(custom["model_filepath"])
         assert path.parent == Path("/workspace/output")
         assert path.suffix in layout.MODEL_FORMATS
-        # train.py falls back to model.pt when custom.json is not in the image (the platform).
         assert path.name == "model.pt"
-        assert '"model.pt"' in (arch / "docker" / "train.py").read_text()
+
+
+def test_model_file_falls_back_to_model_pt_without_custom_json(tmp_path, monkeypatch):
+    """The runtime's train_task writes custom.json's model_filepath name into $OUTPUT_DIR, and
+    model.pt when the image has no custom.json."""
+    from trainkit_runtime import lifecycle
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OUTPUT_DIR", str(tmp_path / "out"))
+    assert lifecycle.model_filepath() == tmp_path / "out" / "model.pt"
+    (tmp_path / "custom.json").write_text('{"model_filepath": "/workspace/output/net.pth"}')
+    assert lifecycle.model_filepath() == tmp_path / "out" / "net.pth"
 
 
 NET_PROBE = """

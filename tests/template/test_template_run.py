@@ -139,11 +139,6 @@ def classification(tmp_path_factory) -> Run:
     return get_run("classification", tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
-def segmentation(tmp_path_factory) -> Run:
-    return get_run("segmentation", tmp_path_factory)
-
-
 def test_score_line_is_what_the_platform_reads(trained):
     value = score.platform_score(trained.proc.stdout, trained.custom["score_regexp"])
     assert value is not None, trained.proc.stdout[-2000:]
@@ -214,12 +209,43 @@ def test_train_py_takes_the_platform_stock_argv_line(classification, tmp_path):
     assert (output / "model.onnx").is_file()
 
 
-def test_a_second_run_reuses_the_run_directory(segmentation, tmp_path):
-    """Re-running with the same --output re-uses the dataset set-up and the checkpoints."""
-    trained = segmentation
-    proc = trainkit_run(trained.arch, trained.minio, trained.run_dir, RUNS["segmentation"][3])
+def _saved_step(ckpt: Path) -> int:
+    import torch
+
+    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
+
+
+def _train_rows(output: Path) -> list[str]:
+    with (output / "logs" / "metrics.csv").open() as fh:
+        return [line for line in fh if line.strip()]
+
+
+def test_a_second_run_reuses_the_run_directory(tmp_path):
+    """Re-running with the same --output re-uses the dataset set-up and the checkpoints: the
+    finished run is not trained again. Its own training (no cache shared with other tests)."""
+    first = Run("segmentation", tmp_path)
+    assert first.proc.returncode == 0, first.proc.stdout[-3000:]
+    ckpt = first.output / "checkpoints" / "last.ckpt"
+    step, mtime = _saved_step(ckpt), ckpt.stat().st_mtime_ns
+    rows = _train_rows(first.output)
+    links = {p: p.lstat().st_ino for p in (first.run_dir / "datasets" / "images").rglob("*")}
+    assert step > 0 and links
+
+    # the same form values
+    proc = trainkit_run(first.arch, first.minio, first.run_dir, RUNS["segmentation"][3])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert score.platform_score(proc.stdout, trained.custom["score_regexp"]) is not None
-    assert (trained.output / "model.onnx").is_file()
-    log = (trained.run_dir / "run.log").read_text()
-    assert log.count(f"{trained.custom['score_name']}: ") == 2  # run.log accumulates runs
+    regexp = first.custom["score_regexp"]
+    assert score.platform_score(proc.stdout, regexp) == score.platform_score(
+        first.proc.stdout, regexp
+    )
+    # the model was not retrained: no Trainer ran, the checkpoints and the log are untouched
+    assert "run already finished" in proc.stdout
+    assert "trainkit: world size" not in proc.stdout and "Restoring states" not in proc.stdout
+    assert _saved_step(ckpt) == step and ckpt.stat().st_mtime_ns == mtime  # step kept
+    assert _train_rows(first.output) == rows
+    # the dataset set-up was re-used: setup.py ran again (a new workspace = a new image) and
+    # kept every link as it was (not deleted and re-created)
+    assert {p: p.lstat().st_ino for p in links} == links
+    assert (first.output / "model.onnx").is_file()
+    log = (first.run_dir / "run.log").read_text()
+    assert log.count(f"{first.custom['score_name']}: ") == 2  # run.log accumulates runs

@@ -15,8 +15,8 @@ import argparse
 import lightning as L
 import torch
 import torch.nn.functional as F
-from metrics import Accuracy
 from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
 
 # The validation metric train.py reports and checkpoints are ranked by (higher is better).
 SCORE_METRIC = "val_accuracy"
@@ -51,7 +51,8 @@ class Model(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.net = Net(num_classes, width)
-        self.val_accuracy = Accuracy()
+        # top-1 accuracy over all validation images, summed across processes
+        self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Model:

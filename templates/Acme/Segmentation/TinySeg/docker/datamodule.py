@@ -1,10 +1,11 @@
 """Training and validation data: images with labelled polygons (COCO `labels.json`).
 
 setup.py writes `$DATASETS_ROOT/images/{train,val}/` (the images) and
-`$DATASETS_ROOT/labels/{train,val}/labels.json` (COCO with polygon `segmentation`s). Polygons
-are rasterised with Pillow into a class mask (0 = background, category k -> k + 1; a later
-polygon paints over an earlier one). Replace this module to read other data; train.py only
-needs `DataModule.from_args(args, data_root)` and a LightningDataModule.
+`$DATASETS_ROOT/labels/{train,val}/labels.json` (COCO: polygon `segmentation`s, and CVAT brush
+masks as uncompressed RLE `{"counts": [...], "size": [h, w]}`). Shapes are rasterised with
+Pillow into a class mask (0 = background, category k -> k + 1; a later annotation paints over
+an earlier one: setup writes them in CVAT's z_order). Replace this module to read other
+data; train.py only needs `DataModule.from_args(args, data_root)` and a LightningDataModule.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from torch.utils.data import DataLoader, Dataset
 LABELS_FILENAME = "labels.json"
 
 Polygon = list[tuple[float, float]]
-# (image file name, image width, image height, [(mask value, polygon), ...])
-Sample = tuple[str, int, int, list[tuple[int, Polygon]]]
+Shape = Polygon | dict  # a polygon, or a COCO uncompressed RLE of the whole image
+# (image file name, image width, image height, [(mask value, shape), ...])
+Sample = tuple[str, int, int, list[tuple[int, Shape]]]
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
@@ -49,6 +51,14 @@ def polygons(segmentation) -> list[Polygon]:
     ]
 
 
+def segmentation_shapes(segmentation) -> list[Shape]:
+    """Polygons, or the uncompressed RLE setup writes for CVAT masks (compressed RLE, which
+    setup never writes, is skipped)."""
+    if isinstance(segmentation, dict):
+        return [segmentation] if isinstance(segmentation.get("counts"), list) else []
+    return polygons(segmentation)
+
+
 def read_samples(labels_file: Path, num_classes: int) -> list[Sample]:
     coco = json.loads(labels_file.read_text(encoding="utf-8"))
     categories = sorted(coco.get("categories", []), key=lambda category: category["id"])
@@ -57,12 +67,12 @@ def read_samples(labels_file: Path, num_classes: int) -> list[Sample]:
             f"{labels_file}: {len(categories)} categories, but num-classes is {num_classes}"
         )
     value_of = {category["id"]: index + 1 for index, category in enumerate(categories)}
-    shapes: dict[int, list[tuple[int, Polygon]]] = defaultdict(list)
+    shapes_of: dict[int, list[tuple[int, Shape]]] = defaultdict(list)
     for annotation in coco.get("annotations", []):
-        for polygon in polygons(annotation.get("segmentation")):
-            shapes[annotation["image_id"]].append((value_of[annotation["category_id"]], polygon))
+        for shape in segmentation_shapes(annotation.get("segmentation")):
+            shapes_of[annotation["image_id"]].append((value_of[annotation["category_id"]], shape))
     samples = [
-        (image["file_name"], image["width"], image["height"], shapes[image["id"]])
+        (image["file_name"], image["width"], image["height"], shapes_of[image["id"]])
         for image in coco.get("images", [])
     ]
     if not samples:
@@ -70,13 +80,25 @@ def read_samples(labels_file: Path, num_classes: int) -> list[Sample]:
     return samples
 
 
-def rasterise(shapes: list[tuple[int, Polygon]], width: int, height: int, size: int) -> np.ndarray:
-    """(size, size) uint8 class mask of polygons given in an image of width x height pixels."""
+def rle_image(rle: dict) -> Image.Image:
+    """COCO uncompressed RLE (column-major runs, background first) -> an "L" image, 255 = set."""
+    height, width = rle["size"]
+    values = np.zeros(len(rle["counts"]), dtype=np.uint8)
+    values[1::2] = 255
+    return Image.fromarray(np.repeat(values, rle["counts"]).reshape(width, height).T)
+
+
+def rasterise(shapes: list[tuple[int, Shape]], width: int, height: int, size: int) -> np.ndarray:
+    """(size, size) uint8 class mask of shapes given in an image of width x height pixels."""
     mask = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(mask)
     scale_x, scale_y = size / width, size / height
-    for value, polygon in shapes:
-        draw.polygon([(x * scale_x, y * scale_y) for x, y in polygon], fill=value)
+    for value, shape in shapes:
+        if isinstance(shape, dict):
+            stencil = rle_image(shape).resize((size, size), Image.Resampling.NEAREST)
+            mask.paste(value, (0, 0, size, size), stencil)
+        else:
+            draw.polygon([(x * scale_x, y * scale_y) for x, y in shape], fill=value)
     return np.asarray(mask, dtype=np.uint8)
 
 

@@ -16,8 +16,8 @@ import argparse
 import lightning as L
 import torch
 import torch.nn.functional as F
-from metrics import MeanIoU
 from torch import nn
+from torchmetrics.classification import MulticlassJaccardIndex
 
 # The validation metric train.py reports and checkpoints are ranked by (higher is better).
 SCORE_METRIC = "val_miou"
@@ -60,7 +60,9 @@ class Model(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.net = Net(num_classes, width)
-        self.val_miou = MeanIoU(1 + num_classes)
+        # mIoU: IoU per class (background included) from a confusion matrix over all
+        # validation pixels, summed across processes, averaged over the classes that occur
+        self.val_miou = MulticlassJaccardIndex(1 + num_classes, average="macro")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Model:
