@@ -33,6 +33,8 @@ from urllib.parse import urlsplit
 
 from trainkit.errors import TrainkitError
 from trainkit.paths import BASE_IMAGE_DIR
+from trainkit.tokens import read_token_file
+from trainkit_runtime.redaction import token_problem
 
 log = logging.getLogger(__name__)
 
@@ -343,15 +345,14 @@ def s3_settings(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, str
     for key, option in (("S3_HOST", "--s3-host"), ("S3_BUCKET_NAME", "--s3-bucket")):
         if key not in plain:
             raise TrainkitError(f"--s3: set {option} or ${key}")
-    token = os.environ.get("OID_ACCESS_TOKEN")
+    token = (os.environ.get("OID_ACCESS_TOKEN") or "").strip()
     token_file = getattr(args, "token_file", None)
     if token_file:
-        try:
-            token = Path(token_file).read_text().strip()
-        except OSError as exc:
-            raise TrainkitError(f"--token-file {token_file}: {exc.strerror}") from None
+        token = read_token_file(Path(token_file))
     if not token:
         raise TrainkitError("--s3: set $OID_ACCESS_TOKEN or --token-file with the OIDC token")
+    if problem := token_problem(token):  # a second line would become an --env-file line
+        raise TrainkitError(f"$OID_ACCESS_TOKEN {problem}")
     return plain, {"OID_ACCESS_TOKEN": token}
 
 

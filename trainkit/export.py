@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from typing import Any
 
 from trainkit import platform
 from trainkit.errors import TrainkitError
+from trainkit_runtime import bounded_json
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +144,9 @@ def model_filepath(sources: ExportSources, out: Path | None) -> Path:
     name = DEFAULT_MODEL_FILENAME
     if sources.custom is not None:
         try:
-            name = Path(json.loads(sources.custom.read_text())["model_filepath"]).name
-        except (ValueError, KeyError, TypeError) as exc:
+            custom = bounded_json.load_file(sources.custom, strict=False)
+            name = Path(custom["model_filepath"]).name
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise TrainkitError(f"{sources.custom}: no usable model_filepath ({exc})") from exc
     return sources.output_dir / name
 
@@ -230,8 +231,8 @@ def export_checkpoint(
         export_config = platform.export_form_values()
     else:
         try:
-            export_config = json.loads(sources.export_config.read_text())
-        except ValueError as exc:
+            export_config = bounded_json.load_file(sources.export_config, strict=False)
+        except (OSError, ValueError) as exc:
             raise TrainkitError(f"{sources.export_config}: not valid JSON: {exc}") from exc
     log.info("checkpoint %s, model code %s", sources.checkpoint, sources.code_dir)
     module = load_module_for_export(sources, model_class)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 NAME_KINDS = ("provider", "category", "architecture")
 
 _NAME_RE = re.compile(NAME_PATTERN)

@@ -210,6 +210,22 @@ def write_zip(entries: list[Entry], fh) -> None:
                 shutil.copyfileobj(src, dst, 1024 * 1024)
 
 
+def check_out_path(out: Path) -> None:
+    """`--out` must be a new path or a regular file (replaced atomically). A directory, a
+    symlink, a FIFO or a device node is refused: replacing one would destroy what it is."""
+    try:
+        mode = out.lstat().st_mode
+    except FileNotFoundError:
+        if not out.parent.is_dir():
+            raise UsageError(f"--out {out}: directory {out.parent} does not exist") from None
+        return
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"--out {out}: is a directory")
+    if not stat.S_ISREG(mode):
+        kind = "a symlink" if stat.S_ISLNK(mode) else "not a regular file"
+        raise UsageError(f"--out {out}: is {kind}; refusing to replace it (nothing was written)")
+
+
 def package(
     provider: str,
     category: str,
@@ -225,10 +241,7 @@ def package(
             raise UsageError(message)
     entries = collect_entries(provider, category, architecture, templates)
     out = out.absolute()
-    if out.is_dir():
-        raise UsageError(f"--out {out}: is a directory")
-    if not out.parent.is_dir():
-        raise UsageError(f"--out {out}: directory {out.parent} does not exist")
+    check_out_path(out)
 
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
@@ -246,6 +259,7 @@ def package(
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o666 & ~umask)
+        check_out_path(out)  # again: it may have changed while the ZIP was written
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)

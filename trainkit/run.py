@@ -49,13 +49,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainkit import engine, workspace
+from trainkit import engine, run_guard, workspace
 from trainkit.errors import TrainkitError, UsageError
 from trainkit.platform import MODEL_TRAINING_DIR, forms, image, recipe, stock_entrypoint
 from trainkit.platform import score as platform_score
 from trainkit.platform.container import EngineContainer, HostContainer
 from trainkit.platform.local import TrainContainerRow, served_model
-from trainkit_runtime import lifecycle
+from trainkit_runtime import bounded_json, lifecycle
 
 DEFAULT_RUN_ROOT = Path("out")
 LOG_FILENAME = "run.log"
@@ -234,9 +234,11 @@ def parse_assignments(assignments: list[str], option: str = "--set") -> dict[str
         if not sep or not key:
             raise UsageError(f"{option} {item!r}: expected KEY=VALUE")
         try:
-            values[key] = json.loads(raw)
-        except json.JSONDecodeError:
+            values[key] = bounded_json.loads(raw, f"--set {key}", strict=False)
+        except bounded_json.JsonSyntaxError:
             values[key] = raw
+        except bounded_json.JsonLimitError as exc:
+            raise UsageError(str(exc)) from None
     return values
 
 
@@ -252,6 +254,8 @@ def _form_input(file: Path | None, sets: list[str], file_option: str, set_option
 def plan_run(args: argparse.Namespace) -> RunPlan:
     arch_dir = Path(args.arch_dir)
     provider, category, architecture = workspace.architecture_parts(arch_dir)
+    args.dataset_id = run_guard.check_dataset_id(str(args.dataset_id))
+    run_guard.check_template_env(arch_dir)
     runtime: Runtime = getattr(args, "runtime", None) or Runtime("trainkit")
     s3 = getattr(args, "s3", False)
     if s3 and args.engine == "none":
@@ -318,6 +322,7 @@ def prepare(plan: RunPlan, args: argparse.Namespace | None = None) -> None:
     """A new container: build the context (and, without an engine, the image's WORKDIR), the
     run's directories and the platform's record of the container."""
     engine_name = getattr(args, "engine", "none") if args is not None else "none"
+    run_guard.claim_run_dir(plan.run_dir)
     with tempfile.TemporaryDirectory(prefix="trainkit-model-training-") as tmp:
         assembled = recipe.assemble(
             plan.arch_dir,
@@ -327,6 +332,7 @@ def prepare(plan: RunPlan, args: argparse.Namespace | None = None) -> None:
             export=plan.export,
             dataset_id=dataset_key(plan.dataset_id),
             torch_cuda_index=getattr(args, "torch_index", None),
+            check=run_guard.check_argv,  # train.py's argv fits, before the build
         )
     plan.row = assembled.build.row
     plan.row.container_id = container_label(plan, args)
@@ -438,6 +444,7 @@ def edit(plan: RunPlan, args: argparse.Namespace) -> bool:
         ) as lp,
     ):
         current = lp.current_config()
+        forms.require_closed(current["train"]["schema"], "the form schema")
         train = forms.fill(
             current["train"]["schema"],
             current["train"]["values"],
@@ -452,6 +459,7 @@ def edit(plan: RunPlan, args: argparse.Namespace) -> bool:
             "the container's export config",
             allow_empty=True,
         )
+        run_guard.check_argv(train, current["train"]["schema"])
         lp.edit(train, export, dataset_key(plan.dataset_id))
     plan.row.save(plan.state_file)
     changed = "train_config.json, export_config.json" + (
@@ -571,7 +579,11 @@ def summarize(plan: RunPlan, args: argparse.Namespace, exit_code: int) -> None:
     row = plan.row
     io = container_io(plan, args)
     log_text = io.logs(0)
-    result = platform_score.extract(log_text, row.score_regexp)
+    try:
+        result = platform_score.extract(log_text, row.score_regexp)
+    except platform_score.ScoreRegexpError as exc:  # refused, or it would hang the platform
+        print(f"trainkit run: warning: {exc}", file=sys.stderr)
+        result = platform_score.ScoreResult(None, str(exc), platform_score.TAIL_LINES, None)
     row.score = result.value  # what PATCH .../score stores
     score_file = plan.output_dir / SCORE_FILENAME
     lines = [f"trainkit run: exit {exit_code} ({plan.runtime.name} runtime, engine {args.engine})"]
@@ -583,7 +595,7 @@ def summarize(plan: RunPlan, args: argparse.Namespace, exit_code: int) -> None:
         lines.append(f"  score:  {row.score_name} = {result.value} ({score_file})")
         if exit_code != 0:
             lines.append("          (the run failed, but the platform stores this score)")
-        back = platform_score.lines_from_end(log_text, row.score_regexp) or 0
+        back = result.lines_from_end or 0
         if not plan.runtime.platform and back + stock_entrypoint.STOCK_TRAILER_LINES > result.tail:
             lines.append(
                 f"  note:   the score line is {back} lines from the end of the log; under the "
@@ -592,7 +604,7 @@ def summarize(plan: RunPlan, args: argparse.Namespace, exit_code: int) -> None:
             )
     else:
         score_file.unlink(missing_ok=True)
-        back = platform_score.lines_from_end(log_text, row.score_regexp)
+        back = result.lines_from_end
         where = (
             f"; the last score line is {back} lines from the end of the log"
             if back is not None

@@ -34,6 +34,7 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from trainkit.errors import TrainkitError, UsageError
+from trainkit_runtime import values
 
 TASKS = ("classification", "detection", "segmentation")
 SHAPE_MODES = ("plain", "mixed")
@@ -47,6 +48,9 @@ COLOURS = {
     "triangle": (70, 110, 240),
     "cross": (240, 210, 60),
 }
+# Bounds on the work one command line can ask for: a 100000-pixel side would allocate 30 GB.
+MIN_SIZE, MAX_SIZE = 16, 4096
+MAX_IMAGES = 1_000_000
 IMAGE_NAME = "synthetic_{:06d}.{}"
 FRAME_NAME = "frame_{:06d}.{}"
 _IMAGE_NAME_RE = re.compile(r"^(synthetic|frame)_\d{6}\.(png|jpg)$")
@@ -338,15 +342,21 @@ def write_cvat_dataset(
         raise UsageError(f"--images {n_images}: need at least 1 image")
     if not 2 <= n_classes <= len(SHAPES):
         raise UsageError(f"--classes {n_classes}: must be between 2 and {len(SHAPES)}")
-    if size < 16:
-        raise UsageError(f"--size {size}: images must be at least 16 pixels wide")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise UsageError(
+            f"--size {size}: the image side must be {MIN_SIZE}..{MAX_SIZE} pixels "
+            f"({MAX_SIZE}x{MAX_SIZE} RGB is {MAX_SIZE * MAX_SIZE * 3 // 2**20} MiB per image)"
+        )
+    if n_images > MAX_IMAGES:
+        raise UsageError(f"--images {n_images}: at most {MAX_IMAGES:,} images")
     if shapes not in SHAPE_MODES:
         raise UsageError(f"--shapes {shapes!r} is not one of {', '.join(SHAPE_MODES)}")
     if video and (project or task == "classification"):
         raise UsageError("--video: a CVAT for video export is for detection or segmentation tasks")
-    dataset_id = str(dataset_id)
-    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", dataset_id):
-        raise UsageError(f"--id {dataset_id!r}: use letters, digits, '_', '-', '.'")
+    try:
+        dataset_id = values.check_dataset_id(str(dataset_id), "--id")
+    except values.ValueRefused as exc:
+        raise UsageError(str(exc)) from None
 
     dataset_dir = Path(root, "datasets", dataset_id)
     if dataset_dir.is_dir() and any(dataset_dir.iterdir()):

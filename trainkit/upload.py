@@ -14,7 +14,6 @@ import argparse
 import json
 import logging
 import os
-import stat
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,9 @@ from pathlib import Path
 import requests
 
 from trainkit.errors import TrainkitError, UsageError
+from trainkit.tokens import read_token_file
+from trainkit_runtime import bounded_json
+from trainkit_runtime.redaction import mask_url_userinfo, safe_message, token_problem
 
 log = logging.getLogger(__name__)
 
@@ -71,37 +73,33 @@ class _RefuseToken(argparse.Action):
 def read_token(token_file: Path | None) -> tuple[str, str]:
     """(token, where it came from)."""
     if token_file is not None:
-        try:
-            mode = token_file.stat().st_mode
-            token = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise TrainkitError(f"--token-file {token_file}: {exc.strerror}") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            log.warning("warning: %s is readable by others; chmod 600 it", token_file)
-        if not token:
-            raise TrainkitError(f"--token-file {token_file}: file is empty")
-        return token, f"--token-file {token_file}"
+        return read_token_file(token_file), f"--token-file {token_file}"
     token = os.environ.get(TOKEN_ENV, "").strip()
     if not token:
         raise TrainkitError(f"no token: pass --token-file FILE or set {TOKEN_ENV}")
+    if problem := token_problem(token):
+        raise TrainkitError(f"${TOKEN_ENV} {problem}")
     return token, f"${TOKEN_ENV}"
 
 
 def endpoint(url: str) -> str:
     if not url.startswith(("http://", "https://")):
-        raise UsageError(f"--url {url!r}: must start with http:// or https://")
+        raise UsageError(f"--url {shown(url)!r}: must start with http:// or https://")
     return url.rstrip("/") + UPLOAD_PATH
 
 
-def _detail(response: requests.Response) -> str:
+def _detail(response: requests.Response, token: str) -> str:
+    """The server's `detail` (or body), redacted in every form BEFORE it is cut to length."""
     try:
-        body = response.json()
+        body = bounded_json.loads(response.content, "answer", strict=False)
     except ValueError:
-        return response.text.strip()[:2000] or "(empty body)"
+        text = response.content[: 1 << 20].decode("utf-8", "replace").strip()
+        return safe_message(text, [token], 2000) or "(empty body)"
     if isinstance(body, dict) and "detail" in body:
         detail = body["detail"]
-        return detail if isinstance(detail, str) else json.dumps(detail)
-    return json.dumps(body)[:2000]
+        body = detail if isinstance(detail, str) else json.dumps(detail)
+    text = body if isinstance(body, str) else json.dumps(body)
+    return safe_message(text, [token], 2000)
 
 
 def post(
@@ -122,25 +120,32 @@ def post(
             if attempt >= retries:
                 reason = type(exc).__name__
                 raise TrainkitError(
-                    f"cannot reach {target} after {attempt + 1} attempt(s): {reason}: {_short(exc)}"
+                    f"cannot reach {shown(target)} after {attempt + 1} attempt(s): {reason}: "
+                    f"{safe_message(str(exc), [token], 300)}"
                 ) from None
             delay = BACKOFF_SECONDS * 2**attempt
             print(
-                f"connection to {target} failed ({type(exc).__name__}); retrying in {delay:.1f} s",
+                f"connection to {shown(target)} failed ({type(exc).__name__}); retrying in "
+                f"{delay:.1f} s",
                 file=sys.stderr,
             )
             time.sleep(delay)
             attempt += 1
         except requests.Timeout:
             raise TrainkitError(
-                f"{target} did not answer within {timeout:g} s (not retried: the upload may "
-                "have been received)"
+                f"{shown(target)} did not answer within {timeout:g} s (not retried: the upload "
+                "may have been received)"
+            ) from None
+        except requests.RequestException as exc:  # e.g. an invalid URL or header
+            raise TrainkitError(
+                f"cannot POST to {shown(target)}: {type(exc).__name__}: "
+                f"{safe_message(str(exc), [token], 300)}"
             ) from None
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    return text if len(text) < 300 else text[:300] + "..."
+def shown(url: str) -> str:
+    """An URL as printed: user info (`user:password@`) masked, one line."""
+    return safe_message(mask_url_userinfo(url), (), 300)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -167,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         size = args.zip.stat().st_size
         print(
-            f"dry run: would POST {args.zip} ({size} bytes) to {target} as multipart field "
+            f"dry run: would POST {args.zip} ({size} bytes) to {shown(target)} as multipart field "
             f"'{FIELD}' with a bearer token from --token-file or ${TOKEN_ENV}"
         )
         return 0
@@ -176,19 +181,22 @@ def run(args: argparse.Namespace) -> int:
     response = post(args.zip, target, token, args.timeout, args.retries)
     if response.status_code in (200, 201):
         try:
-            answer = response.json()
+            answer = bounded_json.loads(response.content, "answer", strict=False)
         except ValueError:
-            answer = response.text
-        print(json.dumps(answer) if not isinstance(answer, str) else answer)
+            answer = response.content[: 1 << 20].decode("utf-8", "replace")
+        text = json.dumps(answer) if not isinstance(answer, str) else answer
+        print(safe_message(text, [token], 10_000))
         if isinstance(answer, dict) and isinstance(answer.get("architecture"), dict):
             arch = answer["architecture"]
-            print(
+            summary = (
                 f"uploaded: provider {answer.get('provider')}, category {arch.get('category')}, "
-                f"architecture {arch.get('name')}",
-                file=sys.stderr,
+                f"architecture {arch.get('name')}"
             )
+            print(safe_message(summary, [token], 1000), file=sys.stderr)
         return 0
     hint = " (check the token)" if response.status_code in (401, 403) else ""
+    reason = safe_message(str(response.reason or ""), [token], 100)
     raise TrainkitError(
-        f"{target} answered {response.status_code} {response.reason}{hint}: {_detail(response)}"
+        f"{shown(target)} answered {response.status_code} {reason}{hint}: "
+        f"{_detail(response, token)}"
     )

@@ -24,4 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.path.exists():
         raise UsageError(f"{args.path}: no such file or directory")
-    return print_report(validate_path(args.path), args.path, args.json)
+    try:
+        report = validate_path(args.path)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    return print_report(report, args.path, args.json)

@@ -13,14 +13,14 @@ it, as on the platform.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from trainkit import layout
+from trainkit import layout, schema_refs
 from trainkit.errors import TrainkitError
 from trainkit.platform import forms, recipe
+from trainkit_runtime import bounded_json
 
 SCHEMA_FILENAME = "config.jsonschema"
 TRAIN_CONFIG_FILENAME = "train_config.json"
@@ -31,13 +31,19 @@ architecture_parts = recipe.architecture_parts
 def load_schema(arch_dir: Path) -> dict[str, Any]:
     path = Path(arch_dir) / layout.CONFIG_DIR / SCHEMA_FILENAME
     try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
+        schema = bounded_json.load_file(path)
     except FileNotFoundError:
         raise TrainkitError(f"{path}: missing") from None
-    except json.JSONDecodeError as exc:
-        raise TrainkitError(f"{path}: not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise TrainkitError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except bounded_json.JsonLimitError as exc:
+        raise TrainkitError(f"not valid JSON: {exc}") from None
     if not isinstance(schema, dict):
         raise TrainkitError(f"{path}: must hold a JSON object")
+    try:
+        schema_refs.require_closed(schema, str(path))
+    except schema_refs.SchemaRefError as exc:
+        raise TrainkitError(str(exc)) from None
     return schema
 
 

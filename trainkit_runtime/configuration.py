@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from trainkit_runtime import bounded_json
+
 TRAIN_CONFIG_FILEPATH = "./train_config.json"
 PRESETS_FILEPATH = "./presets.json"
 
@@ -43,11 +45,9 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
+        data = bounded_json.loads(text, str(path), strict=False)
+    except bounded_json.JsonLimitError as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data

@@ -49,7 +49,6 @@ import logging
 import math
 import os
 import random
-import re
 import sys
 import time
 import unicodedata
@@ -82,6 +81,8 @@ from trainkit_runtime.dataset import (
     get_dataset_path,
     load_dataset_filepaths,
 )
+from trainkit_runtime.values import ValueRefused, control_characters, printable
+from trainkit_runtime.values import check_label_name as check_label_text
 
 log = logging.getLogger("cvat_dataset")
 
@@ -208,23 +209,23 @@ class LabelInfo:
         self.frame_size = self.frame_size or other.frame_size
 
 
-# Characters a label name must not hold: it becomes a line of classes.txt/classes.names and
-# text in label files (control characters, line/paragraph separators).
-_BAD_LABEL_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
 def check_label_name(name: str) -> str:
-    """A declared label name, or DatasetError naming it: no control characters or line
-    breaks (label names become lines and file content)."""
-    bad = _BAD_LABEL_CHAR.search(name)
+    """A declared label name, or DatasetError naming it. The rule is the shared one of
+    trainkit_runtime/values.py (one line of at most MAX_LABEL_NAME_LENGTH characters, no
+    control, bidi or line-separator characters): label names become lines of label files and
+    text in printed summaries."""
+    bad = control_characters(name)
     if bad:
-        char = bad.group()
-        what = unicodedata.name(char, f"U+{ord(char):04X}")
+        char = chr(int(bad[0][2:], 16))
+        what = unicodedata.name(char, bad[0])
         raise DatasetError(
-            f"label {name!r} in <labels> contains a control character ({what}): label names "
-            "become lines of label files; rename the label in CVAT"
+            f"label {printable(name)} in <labels> contains a control character ({what}): label "
+            "names become lines of label files; rename the label in CVAT"
         )
-    return name
+    try:
+        return check_label_text(name)
+    except ValueRefused as exc:
+        raise DatasetError(f"<labels>: {exc}; rename the label in CVAT") from None
 
 
 def _frame_size(value: Any) -> tuple[str, str] | None:
@@ -459,7 +460,9 @@ class MatchReport:
         if self.duplicate_files:
             out.append(f"{self.duplicate_files} files repeating a basename (first kept)")
         if self.unknown_labels:
-            shown = ", ".join(f"'{k}' x{v}" for k, v in self.unknown_labels.most_common(5))
+            shown = ", ".join(
+                f"{printable(k, 40)} x{v}" for k, v in self.unknown_labels.most_common(5)
+            )
             more = ", ..." if len(self.unknown_labels) > 5 else ""
             total = sum(self.unknown_labels.values())
             out.append(f"{total} shapes with labels not in <labels> dropped ({shown}{more})")

@@ -24,6 +24,8 @@ import re
 import sys
 from pathlib import Path
 
+from trainkit_runtime.values import ValueRefused, check_dataset_id
+
 log = logging.getLogger("dataset")
 
 MINIO_ROOT_PATH: str = os.environ.get("MINIO_ROOT") or "/minio"
@@ -37,9 +39,6 @@ DATA_DIRS: dict[str, Path] = {}
 ANNOTATIONS_DIRNAME = "annotations"
 S3_PROFILE = "dataset"
 S3_PAGE_SIZE = 1000
-
-# One path component: no separators, not "." or "..", no leading dot, no control characters.
-_DATASET_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+=-]*$")
 
 
 class DatasetError(Exception):
@@ -67,12 +66,10 @@ def get_dataset_id() -> str:
             "DATASET_ID is not set: the platform passes it with `-e DATASET_ID=<id>` "
             f"(datasets live under {MOUNTED_DATASETS_ROOT_PATH}/<id>/)"
         )
-    if not _DATASET_ID_RE.fullmatch(dataset_id) or dataset_id in {".", ".."}:
-        raise DatasetError(
-            f"DATASET_ID={dataset_id!r} is not a plain directory name "
-            "(letters, digits, '_', '-', '.'; no '/', no '..', no leading dot)"
-        )
-    return dataset_id
+    try:
+        return check_dataset_id(dataset_id)
+    except ValueRefused as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def get_dataset_path() -> Path:

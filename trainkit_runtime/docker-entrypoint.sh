@@ -7,8 +7,9 @@
 # comments, blank lines). Values are never evaluated (no `source`, no eval) and never printed:
 # only the key names are. .env WINS over the container environment, as with the platform's
 # `source .env`: the platform rewrites DATASET_ID in .env when the dataset changes, and
-# `docker start` must then use the new value. Keys that steer the shell or the dynamic
-# loader (BASH_*, LD_*, IFS, PATH, ...) are refused.
+# `docker start` must then use the new value. Only the keys trainkit_runtime/envfile.py allows
+# (DATASET_ID, NPROC_PER_NODE, thread/CUDA/NCCL settings, APP_*) may be set: any other line
+# stops the container with one line naming it (OUTPUT_DIR, PYTHONPATH, LD_PRELOAD, ...).
 #
 # On any failure before train.py starts, the stage and the reason (with the last lines of the
 # failing step's stderr) go to $OUTPUT_DIR/failure, and the exit status is not 0. A failure
@@ -24,6 +25,8 @@ set -Eeuo pipefail
 
 readonly _EP_DATETIME_FORMAT="%Y-%m-%dT%H:%M:%S"
 readonly _EP_PYTHON="${PYTHON:-python}"
+# = trainkit_runtime.values.DATASET_ID_PATTERN (a test keeps them equal)
+readonly _EP_DATASET_ID_RE='^[A-Za-z0-9_][A-Za-z0-9_.@+=-]*$'
 _ep_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 _ep_stage="start"
 _ep_tmp=""
@@ -130,45 +133,27 @@ is_denied_key() {
   return 1
 }
 
-# load_env_file FILE: export KEY=VALUE lines; prints the key names only. Its locals carry the
-# _ep_ prefix (refused as .env keys) so that a key never lands in a local instead of the env.
+# load_env_file FILE: export the KEY=VALUE lines of the template's .env; prints the key names
+# only. Parsing and the key ALLOWLIST live in trainkit_runtime/envfile.py (the same parser
+# `trainkit run` and `trainkit validate` use): a refused line (a key outside the allowlist, such
+# as OUTPUT_DIR, PYTHONPATH or LD_PRELOAD; a malformed or overlong line) stops the container with
+# one line naming it. The pairs arrive NUL-separated; is_denied_key stays as a second guard.
 load_env_file() {
-  local _ep_file="$1" _ep_line _ep_key _ep_value _ep_number=0 _ep_loaded=() _ep_q
-  [[ -f "$_ep_file" ]] || return 0
-  while IFS= read -r _ep_line || [[ -n "$_ep_line" ]]; do
-    _ep_number=$((_ep_number + 1))
-    _ep_line="${_ep_line%$'\r'}"
-    _ep_line="${_ep_line#"${_ep_line%%[![:space:]]*}"}"
-    [[ -z "$_ep_line" || "$_ep_line" == \#* ]] && continue
-    if [[ "$_ep_line" =~ ^export[[:space:]]+ ]]; then
-      _ep_line="${_ep_line#export}"
-      _ep_line="${_ep_line#"${_ep_line%%[![:space:]]*}"}"
+  local _ep_file="$1" _ep_pair _ep_key _ep_pairs=() _ep_loaded=() _ep_reason
+  [[ -e "$_ep_file" || -L "$_ep_file" ]] || return 0
+  if ! "$_EP_PYTHON" -m trainkit_runtime.envfile "$_ep_file" >"$_ep_tmp/env.pairs" 2>"$_ep_tmp/env.err"; then
+    _ep_reason="$(head -c 2000 "$_ep_tmp/env.err" | head -n 1)"
+    fail "${_ep_reason:-$_ep_file cannot be read}"
+  fi
+  mapfile -d '' -t _ep_pairs <"$_ep_tmp/env.pairs"
+  for _ep_pair in "${_ep_pairs[@]}"; do
+    _ep_key="${_ep_pair%%=*}"
+    if [[ ! "$_ep_key" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || is_denied_key "$_ep_key"; then
+      fail "$_ep_file sets $_ep_key, which .env may not change"
     fi
-    if [[ ! "$_ep_line" =~ ^([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*=(.*)$ ]]; then
-      log "docker-entrypoint: warning: $_ep_file line $_ep_number is not KEY=VALUE with a valid name; ignored" >&2
-      continue
-    fi
-    _ep_key="${BASH_REMATCH[1]}"
-    _ep_value="${BASH_REMATCH[2]}"
-    _ep_value="${_ep_value#"${_ep_value%%[![:space:]]*}"}"
-    _ep_q="${_ep_value:0:1}"
-    if [[ ${#_ep_value} -ge 2 && ("$_ep_q" == '"' || "$_ep_q" == "'") && "${_ep_value: -1}" == "$_ep_q" ]]; then
-      _ep_value="${_ep_value:1:${#_ep_value}-2}"
-    else
-      # unquoted: ` #` starts a comment; surrounding blanks are not part of the value
-      _ep_value="${_ep_value%%[[:space:]]#*}"
-      _ep_value="${_ep_value%"${_ep_value##*[![:space:]]}"}"
-    fi
-    if is_denied_key "$_ep_key"; then
-      log "docker-entrypoint: warning: $_ep_file line $_ep_number sets $_ep_key, which .env may not change; ignored" >&2
-      continue
-    fi
-    if ! export "$_ep_key=$_ep_value" 2>/dev/null; then
-      log "docker-entrypoint: warning: $_ep_file line $_ep_number: cannot set $_ep_key; ignored" >&2
-      continue
-    fi
+    export "${_ep_pair?}"
     _ep_loaded+=("$_ep_key")
-  done <"$_ep_file"
+  done
   if ((${#_ep_loaded[@]})); then
     log "Loaded from $_ep_file: ${_ep_loaded[*]}"
   fi
@@ -188,8 +173,8 @@ find_mount_script() {
 check_dataset_id() {
   _ep_stage="config"
   [[ -n "${DATASET_ID:-}" ]] || fail "DATASET_ID is not set (neither in the environment nor in .env)"
-  if [[ ! "$DATASET_ID" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]]; then
-    fail "DATASET_ID must be a plain name (letters, digits, '.', '_', '-'), got an invalid value"
+  if [[ ! "$DATASET_ID" =~ $_EP_DATASET_ID_RE || ${#DATASET_ID} -gt 128 ]]; then
+    fail "DATASET_ID must be a plain name of at most 128 characters (letters, digits, '_', '.', '@', '+', '=', '-'), got an invalid value"
   fi
 }
 
@@ -285,8 +270,8 @@ main() {
   log "Working directory: $PWD"
 
   _ep_stage="env"
-  load_env_file .env
   rm -f "$(output_dir)/failure" # left by an earlier run of this container
+  load_env_file .env
   check_dataset_id
   train_command
 

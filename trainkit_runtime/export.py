@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import logging
 import os
 import shutil
@@ -41,6 +40,8 @@ from collections.abc import Callable, Iterator, Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from trainkit_runtime import bounded_json
 
 EXPORT_CONFIG_FILENAME = "export_config.json"
 DEFAULT_ATOL = 1e-4
@@ -76,13 +77,11 @@ def read_export_config(path: str | os.PathLike[str] | None = None) -> dict[str, 
     """``export_config.json`` (cwd unless ``path``/``$EXPORT_CONFIG`` says otherwise)."""
     path = Path(path or os.environ.get("EXPORT_CONFIG") or EXPORT_CONFIG_FILENAME)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = bounded_json.loads(path.read_bytes(), str(path), strict=False)
     except FileNotFoundError:
         raise ExportError(f"{path}: file not found (cwd: {Path.cwd()})") from None
-    except json.JSONDecodeError as exc:
-        raise ExportError(
-            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
+    except bounded_json.JsonLimitError as exc:
+        raise ExportError(str(exc)) from None
     if not isinstance(data, dict) or not data:
         raise ExportError(f"{path}: expected a non-empty JSON object")
     return data

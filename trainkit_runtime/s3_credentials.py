@@ -44,6 +44,11 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+try:
+    from trainkit_runtime.redaction import mask_url_userinfo, safe_message, token_problem
+except ImportError:  # run by path (mount-s3.sh): the runtime's directory is sys.path[0]
+    from redaction import mask_url_userinfo, safe_message, token_problem  # type: ignore
+
 PROFILE = "dataset"
 DEFAULT_DURATION_SECONDS = 604800
 MAX_RESPONSE_BYTES = 1 << 20
@@ -114,7 +119,7 @@ def sts_endpoint(host: str) -> str:
         host = f"https://{host}"
     parsed = urllib.parse.urlsplit(host)
     if parsed.scheme not in {"http", "https"} or not parsed.hostname:
-        raise ConfigError(f"S3_HOST={host!r} is not an http(s) URL")
+        raise ConfigError(f"S3_HOST={_shown_endpoint(host)!r} is not an http(s) URL")
     return host
 
 
@@ -174,8 +179,14 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # the HTTPError for the 3xx is raised instead
 
 
-def _redact(text: str, secret: str) -> str:
-    return text.replace(secret, "<redacted>") if secret else text
+def _redact(text: str, secret: str, limit: int = 500) -> str:
+    """The token removed in raw, URL-encoded and base64 forms, URL user info masked, one line,
+    THEN cut to `limit` (cutting first would let a prefix of the token survive)."""
+    return safe_message(text, [secret], limit)
+
+
+def _shown_endpoint(endpoint: str) -> str:
+    return safe_message(mask_url_userinfo(endpoint), (), 200)
 
 
 def _local(tag: str) -> str:
@@ -210,10 +221,9 @@ def describe_sts_error(status: int, body: bytes, token: str = "") -> str:
         message = _child_text(root, "Message")
         if code or message:
             detail = f"{code}: {message}" if code and message else code or message
-            return _redact(f"HTTP {status}, {' '.join(detail.split())}"[:500], token)
-    text = re.sub(r"<[^>]*>", " ", body[:2000].decode("utf-8", "replace"))
-    text = " ".join(text.split())[:200]
-    return _redact(f"HTTP {status}, {text or 'empty body'}", token)
+            return _redact(f"HTTP {status}, {' '.join(detail.split())}", token, 500)
+    text = re.sub(r"<[^>]*>", " ", body[:MAX_RESPONSE_BYTES].decode("utf-8", "replace"))
+    return _redact(f"HTTP {status}, {' '.join(text.split()) or 'empty body'}", token, 240)
 
 
 def parse_sts_response(body: bytes) -> Credentials:
@@ -257,6 +267,8 @@ def assume_role_with_web_identity(
     """POST AssumeRoleWithWebIdentity to `endpoint`; the token travels in the body only."""
     if not token:
         raise ConfigError("OID_ACCESS_TOKEN is not set (the platform's OIDC access token)")
+    if problem := token_problem(token):
+        raise ConfigError(f"OID_ACCESS_TOKEN {problem}")
     form = {
         "Action": "AssumeRoleWithWebIdentity",
         "Version": STS_VERSION,
@@ -287,13 +299,14 @@ def assume_role_with_web_identity(
         except OSError:
             body = b""
         raise StsRequestError(
-            f"STS AssumeRoleWithWebIdentity at {endpoint} failed: "
+            f"STS AssumeRoleWithWebIdentity at {_shown_endpoint(endpoint)} failed: "
             f"{describe_sts_error(exc.code, body, token)}"
         ) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = _redact(str(getattr(exc, "reason", exc)), token, 200)
         raise StsRequestError(
-            f"STS AssumeRoleWithWebIdentity at {endpoint} failed: cannot connect ({reason})"
+            f"STS AssumeRoleWithWebIdentity at {_shown_endpoint(endpoint)} failed: "
+            f"cannot connect ({reason})"
         ) from None
     return parse_sts_response(body)
 
@@ -434,8 +447,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"s3_credentials: unknown arguments {args!r}\n{USAGE}", file=sys.stderr)
         return 2
     except CredentialsError as exc:
-        print(f"s3_credentials: error: {exc}", file=sys.stderr)
+        token = os.environ.get("OID_ACCESS_TOKEN", "").strip()
+        print(f"s3_credentials: error: {_redact(str(exc), token, 1000)}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # never a traceback: it could show the token or the keys
+        token = os.environ.get("OID_ACCESS_TOKEN", "").strip()
+        detail = _redact(f"{type(exc).__name__}: {exc}", token, 300)
+        print(f"s3_credentials: error: unexpected {detail}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

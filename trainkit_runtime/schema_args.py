@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from trainkit_runtime import bounded_json
+
 __all__ = [
     "RESERVED_KEYS",
     "SchemaArgsError",
@@ -50,6 +52,11 @@ _KEY_RE = re.compile(r"^\w[\w.+-]*$")
 # A NUL byte cannot be part of an argv string (execve), so it is a safe stand-in for a value that
 # is exactly "--", which argparse (<= 3.13) otherwise silently drops from explicit arguments.
 _DASHDASH = "\0--"
+# Bounds on train.py's argv, checked before anything is executed. Linux refuses one argument over
+# MAX_ARG_STRLEN (128 KiB) and argv + environment over ARG_MAX (2 MiB with an 8 MiB stack) with
+# "Argument list too long"; these limits stay well inside both, whatever the environment holds.
+MAX_ARG_BYTES = 64 * 1024
+MAX_ARGV_BYTES = 512 * 1024
 
 
 class SchemaArgsError(ValueError):
@@ -90,11 +97,9 @@ def load_json_file(path: str | Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise SchemaArgsError(f"{path}: cannot read: {exc}") from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SchemaArgsError(
-            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
+        return bounded_json.loads(text, str(path), strict=False)
+    except bounded_json.JsonLimitError as exc:
+        raise SchemaArgsError(str(exc)) from None
 
 
 def _load_object(path: str | Path) -> dict[str, Any]:
@@ -299,8 +304,8 @@ def _parse_numeric(text: str) -> int | float:
 
 def _parse_json(text: str) -> Any:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        return bounded_json.loads(text, strict=False)
+    except bounded_json.JsonSyntaxError:
         return text
 
 
@@ -464,18 +469,20 @@ def _argv_for(spec: _Spec, value: Any) -> list[str]:
     flag = f"--{spec.key}"
     if spec.kind == "boolean":
         if not isinstance(value, bool):
-            raise SchemaArgsError(f"config key {spec.key!r}: expected true/false, got {value!r}")
+            raise SchemaArgsError(
+                f"config key {spec.key!r}: expected true/false, got {_short(value)}"
+            )
         return [flag] if value else []
     if spec.kind == "array":
         if not isinstance(value, list):
-            raise SchemaArgsError(f"config key {spec.key!r}: expected a list, got {value!r}")
+            raise SchemaArgsError(f"config key {spec.key!r}: expected a list, got {_short(value)}")
         texts = [_format_scalar(v, spec.item) for v in value]
         if any(t.startswith("-") for t in texts):
             return [f"{flag}={t}" for t in texts]  # "-x" after "--key" would read as a flag
         return [flag, *texts]
     if isinstance(value, (list, bool)) and spec.kind not in ("json",) and spec.enum is None:
         raise SchemaArgsError(
-            f"config key {spec.key!r}: value {value!r} does not fit schema type {spec.kind}"
+            f"config key {spec.key!r}: value {_short(value)} does not fit schema type {spec.kind}"
         )
     return [f"{flag}={_format_scalar(value, spec.kind)}"]
 
@@ -489,6 +496,7 @@ def config_to_argv(config: Mapping[str, Any], schema: Mapping[str, Any] | None =
     """
     specs = _specs(schema, config)
     argv: list[str] = []
+    total = 0
     for key, value in config.items():
         if key in RESERVED_KEYS or value is None:
             continue
@@ -496,13 +504,29 @@ def config_to_argv(config: Mapping[str, Any], schema: Mapping[str, Any] | None =
             if "\0" in arg:
                 raise SchemaArgsError(f"config key {key!r}: a NUL character cannot be passed")
             try:
-                arg.encode("utf-8")
+                size = len(arg.encode("utf-8")) + 1
             except UnicodeEncodeError:  # JSON allows lone surrogates ("\ud800"); argv cannot
                 raise SchemaArgsError(
-                    f"config key {key!r}: value {value!r} is not valid Unicode"
+                    f"config key {key!r}: value {_short(value)} is not valid Unicode"
                 ) from None
+            total += size
+            if size > MAX_ARG_BYTES:
+                raise SchemaArgsError(
+                    f"config key {key!r}: its argument is {size} bytes, more than the limit "
+                    f"{MAX_ARG_BYTES} for one argument of train.py"
+                )
+            if total > MAX_ARGV_BYTES:
+                raise SchemaArgsError(
+                    f"config key {key!r}: train.py's arguments reach {total} bytes, more than "
+                    f"the limit {MAX_ARGV_BYTES}"
+                )
             argv.append(arg)
     return argv
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "..."
 
 
 def namespace_to_config(

@@ -27,7 +27,7 @@ def test_invalid_names(name):
 
 def test_space_message_is_explicit():
     assert name_error("architecture", "my net") == (
-        "architecture 'my net' must match ^[A-Za-z][A-Za-z0-9_-]*$ (spaces are not allowed)"
+        "architecture 'my net' must match ^[A-Za-z][A-Za-z0-9_-]{0,63}$ (spaces are not allowed)"
     )
 
 

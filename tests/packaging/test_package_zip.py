@@ -136,7 +136,7 @@ def test_large_file_warns(source, workdir):
     [
         (
             ["my net", CATEGORY, ARCHITECTURE],
-            "provider 'my net' must match ^[A-Za-z][A-Za-z0-9_-]*$ (spaces are not allowed)",
+            "provider 'my net' must match ^[A-Za-z][A-Za-z0-9_-]{0,63}$ (spaces are not allowed)",
         ),
         ([PROVIDER, "9lives", ARCHITECTURE], "category '9lives' must match"),
         ([PROVIDER, CATEGORY, "../etc"], "architecture '../etc' must match"),

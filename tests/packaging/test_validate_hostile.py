@@ -19,6 +19,8 @@ from trainkit import layout
 from trainkit.validation import validate_path
 from trainkit.validation.report import Report
 
+pytestmark = pytest.mark.hostile
+
 A = f"{TOP}/{ARCH}"  # the architecture dir as it appears in the ZIP
 
 

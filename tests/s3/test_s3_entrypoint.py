@@ -73,28 +73,26 @@ def read_failure(env: dict[str, str]) -> dict:
     return json.loads((Path(env["OUTPUT_DIR"]) / "failure").read_text())
 
 
+@pytest.mark.hostile
 def test_env_file_values_are_data_not_code(tmp_path: Path):
     workspace = make_workspace(tmp_path, dataset_id="7")
     hostile = {
-        "SUBST": "$(touch pwned1)",
-        "BACKTICK": "`touch pwned2`",
-        "CHAIN": "x; touch pwned3 && echo hi",
-        "QUOTED": "keeps # and 'inner' quotes",
-        "SECRETISH": "s3cr3t-value-never-printed",
+        "APP_SUBST": "$(touch pwned1)",
+        "APP_BACKTICK": "`touch pwned2`",
+        "APP_CHAIN": "x; touch pwned3 && echo hi",
+        "APP_QUOTED": "keeps # and 'inner' quotes",
+        "APP_SECRETISH": "s3cr3t-value-never-printed",
     }
     (workspace / ".env").write_text(
         "# platform settings\n"
         "DATASET_ID=7\n"
-        f"SUBST={hostile['SUBST']}\n"
-        f"BACKTICK={hostile['BACKTICK']}\n"
-        f"CHAIN='{hostile['CHAIN']}'\n"
-        f'export QUOTED="{hostile["QUOTED"]}"\r\n'
-        f"SECRETISH={hostile['SECRETISH']}   # trailing comment\n"
+        f"APP_SUBST={hostile['APP_SUBST']}\n"
+        f"APP_BACKTICK={hostile['APP_BACKTICK']}\n"
+        f"APP_CHAIN='{hostile['APP_CHAIN']}'\n"
+        f'export APP_QUOTED="{hostile["APP_QUOTED"]}"\r\n'
+        f"APP_SECRETISH={hostile['APP_SECRETISH']}   # trailing comment\n"
         "\n"
-        "not a key value line\n"
-        "a[$(touch pwned4)]=1\n"
-        "BASH_ENV=/tmp/evil\n"
-        "PATH=/nowhere"
+        "OMP_NUM_THREADS=2"
     )
     env = {**base_env(tmp_path), "DATASET_ID": "3", "OID_ACCESS_TOKEN": "oidc-token-xyz"}
     result, _ = run_entrypoint(workspace, env)
@@ -104,15 +102,51 @@ def test_env_file_values_are_data_not_code(tmp_path: Path):
     for key, value in hostile.items():
         assert seen[key] == value
     assert seen["DATASET_ID"] == "7"  # .env wins: the platform rewrites DATASET_ID there
-    assert seen["PATH"] == env["PATH"]
-    assert "BASH_ENV" not in seen
+    assert seen["OMP_NUM_THREADS"] == "2"
     assert not list(tmp_path.rglob("pwned*"))
-    assert "Loaded from .env: DATASET_ID SUBST BACKTICK CHAIN QUOTED SECRETISH" in result.stdout
+    assert (
+        "Loaded from .env: DATASET_ID APP_SUBST APP_BACKTICK APP_CHAIN APP_QUOTED APP_SECRETISH "
+        "OMP_NUM_THREADS" in result.stdout
+    )
     for value in hostile.values():
         assert value not in result.stdout + result.stderr
-    assert ".env line 9 is not KEY=VALUE" in result.stderr
-    assert ".env line 10 is not KEY=VALUE" in result.stderr
-    assert ".env line 11 sets BASH_ENV" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("OUTPUT_DIR=/elsewhere", "line 2: OUTPUT_DIR may not be set by a template .env"),
+        ("DATASETS_ROOT=/home", "line 2: DATASETS_ROOT may not be set"),
+        ("MINIO_ROOT=/", "line 2: MINIO_ROOT may not be set"),
+        ("PYTHONPATH=/tmp/evil", "line 2: PYTHONPATH may not be set"),
+        ("PYTHONSTARTUP=/tmp/evil.py", "line 2: PYTHONSTARTUP may not be set"),
+        ("LD_PRELOAD=/tmp/evil.so", "line 2: LD_PRELOAD may not be set"),
+        ("BASH_ENV=/tmp/evil", "line 2: BASH_ENV may not be set"),
+        ("PATH=/nowhere", "line 2: PATH may not be set"),
+        ("AWS_SHARED_CREDENTIALS_FILE=/tmp/c", "line 2: AWS_SHARED_CREDENTIALS_FILE may not"),
+        ("not a key value line", "line 2: not KEY=VALUE"),
+        ("a[$(touch pwned4)]=1", "line 2: not KEY=VALUE"),
+        ("APP_LONG=" + "x" * 5000, "line 2: longer than the limit 4096 bytes"),
+    ],
+)
+@pytest.mark.hostile
+def test_env_file_key_outside_the_allowlist_stops_the_container(tmp_path, line, fragment):
+    """A template .env may set only the allowlisted keys (trainkit_runtime/envfile.py): any
+    other line stops the entrypoint before the mount or setup.py, with one line naming it."""
+    workspace = make_workspace(tmp_path)
+    (workspace / ".env").write_text(f"DATASET_ID=1\n{line}\n")
+    result, _ = run_entrypoint(workspace, {**base_env(tmp_path), "DATASET_ID": "1"})
+    assert result.returncode != 0
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("docker-entrypoint:")]
+    assert len(errors) == 1 and fragment in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    value = line.partition("=")[2]
+    if len(value) >= 6:  # values are never printed
+        assert value not in result.stdout + result.stderr
+    failure = read_failure(base_env(tmp_path))
+    assert failure["stage"] == "env" and fragment in failure["message"]
+    assert not (tmp_path / "output" / "setup-env.json").exists()  # setup.py never ran
+    assert not list(tmp_path.rglob("pwned*"))
 
 
 def test_train_gets_the_argv_verbatim_by_exec_and_reruns_work(tmp_path: Path):
@@ -146,7 +180,7 @@ def test_train_gets_the_argv_verbatim_by_exec_and_reruns_work(tmp_path: Path):
 
 def test_missing_dataset_id_writes_failure_file(tmp_path: Path):
     workspace = make_workspace(tmp_path)
-    (workspace / ".env").write_text("# no dataset\nOTHER=1\n")
+    (workspace / ".env").write_text("# no dataset\nAPP_OTHER=1\n")
     result, _ = run_entrypoint(workspace, base_env(tmp_path))
     assert result.returncode != 0
     assert "DATASET_ID is not set" in result.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.platform_stock import stock_config_to_args_line
 from tests.support.repo import EXAMPLES_DIR
 from trainkit.platform import score
 from trainkit.synthetic import write_cvat_dataset
@@ -59,23 +60,6 @@ for shape in ((1, 3, 224, 224),):
     worst = max(worst, float(np.abs(got - expected).max()))
 print(json.dumps({"max_abs_diff": worst}))
 """
-
-
-def stock_config_to_args(config: dict) -> str:
-    """The platform's stock config_to_args.py output for a config (DESIGN.md §3)."""
-    args = []
-    for option, value in config.items():
-        if value is None or value == "" or option in {"train-split", "test-split"}:
-            continue
-        if isinstance(value, bool):
-            if value:
-                args.append(f"--{option}")
-        elif isinstance(value, list):
-            if value:
-                args.append(f"--{option} {' '.join(map(str, value))}")
-        else:
-            args.append(f"--{option} {value}")
-    return " ".join(args)
 
 
 def trainkit_run(arch: Path, minio: Path, run_dir: Path, values: dict):
@@ -193,7 +177,7 @@ def test_train_py_takes_the_platform_stock_argv_line(classification, tmp_path):
     assert config["augment"] is True and "num-classes" in config  # presets + setup's custom
     config.update({"epochs": 1, "max-steps": 2})
     (workspace / "train_config.json").write_text(json.dumps(config))
-    line = stock_config_to_args(config)
+    line = stock_config_to_args_line(config)  # the platform's shipped file, run as it is
     assert "--augment" in line.split() and "--num-classes 2" in line
     output = tmp_path / "output"
     proc = subprocess.run(

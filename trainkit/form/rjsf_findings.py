@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft7Validator
 from jsonschema.exceptions import SchemaError
+
+from trainkit.schema_refs import closed_validator
 
 OBSERVATIONS_FILE = "rjsf_observations.json"
 
@@ -64,7 +65,7 @@ def _null_not_valid(schema: dict[str, Any], root: dict[str, Any]) -> bool:
     if "definitions" in root:
         sub.setdefault("definitions", root["definitions"])
     try:
-        return not Draft7Validator(sub).is_valid(None)
+        return not closed_validator(sub).is_valid(None)
     except (SchemaError, LookupError, ValueError):
         return False  # a schema the validator's other checks report
 

@@ -20,11 +20,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft7Validator
-
 from trainkit import workspace
 from trainkit.errors import TrainkitError
 from trainkit.form import files, initial
+from trainkit.schema_refs import closed_validator
+from trainkit_runtime import bounded_json
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def load_static() -> dict[str, bytes]:
 
 def validation_errors(schema: dict[str, Any], values: Any) -> list[str]:
     """Draft 7 errors of `values`, one line each, e.g. `epochs: 0 is less than the minimum`."""
-    validator = Draft7Validator(schema)
+    validator = closed_validator(schema)
     out = []
     for error in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.path))):
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
@@ -272,8 +272,8 @@ def _handler_for(server: FormServer) -> type[BaseHTTPRequestHandler]:
                 return
             raw = self.rfile.read(length)
             try:
-                body = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as exc:
+                body = bounded_json.loads(raw, "body", strict=False)
+            except ValueError as exc:
                 self._json(HTTPStatus.BAD_REQUEST, {"error": f"not JSON: {exc}"})
                 return
             try:

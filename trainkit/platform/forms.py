@@ -11,15 +11,13 @@ offending key is one line. An export form switched off is `{}` (the backend then
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
-from trainkit import platform
+from trainkit import platform, schema_refs
 from trainkit.errors import TrainkitError
+from trainkit_runtime import bounded_json
 
 
 class FormError(TrainkitError):
@@ -47,15 +45,16 @@ class FormInput:
 
 
 def read_values_file(path: Path, option: str) -> dict[str, Any]:
-    """A JSON object of form values (one line naming the file on any problem)."""
+    """A JSON object of form values (bounded: trainkit_runtime.bounded_json; one line naming
+    the file on any problem)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = bounded_json.load_file(Path(path), f"{option} {path}", strict=False)
     except FileNotFoundError:
         raise FormError(f"{option} {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FormError(f"{option} {path}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise FormError(f"{option} {path}: not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise FormError(f"{option} {path}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:  # bounded_json's syntax and limit errors name the file
+        raise FormError(str(exc)) from None
     if not isinstance(data, dict):
         raise FormError(f"{option} {path}: must hold a JSON object of form values")
     return data
@@ -71,9 +70,18 @@ def initial_values(schema: dict[str, Any], what: str) -> dict[str, Any]:
         ) from None
 
 
+def require_closed(schema: Any, where: str) -> None:
+    """FormError when the schema refers outside itself (trainkit/schema_refs.py): trainkit
+    never fetches or reads a `$ref`'s target."""
+    try:
+        schema_refs.require_closed(schema, where)
+    except schema_refs.SchemaRefError as exc:
+        raise FormError(str(exc)) from None
+
+
 def check_values(values: dict[str, Any], schema: dict[str, Any], source: str) -> None:
     """FormError naming the first offending key when `values` break `schema`."""
-    validator = jsonschema.Draft7Validator(schema)
+    validator = schema_refs.closed_validator(schema)  # a $ref is never fetched
     errors = sorted(validator.iter_errors(values), key=lambda e: [str(p) for p in e.path])
     if errors:
         error = errors[0]

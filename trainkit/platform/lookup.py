@@ -119,10 +119,14 @@ def local_siblings(arch_dir: Path, *, add_runtime: bool) -> list[Arch]:
     provider_dir = arch_dir.parent.parent
     siblings = []
     for candidate in sorted(provider_dir.glob("*/*")):
-        if candidate == arch_dir or not all(
-            (candidate / sub).is_dir() for sub in (layout.CONFIG_DIR, layout.DOCKER_DIR)
+        subs = [candidate / sub for sub in (layout.CONFIG_DIR, layout.DOCKER_DIR)]
+        if (
+            candidate == arch_dir
+            or candidate.is_symlink()
+            or candidate.parent.is_symlink()
+            or not all(sub.is_dir() and not sub.is_symlink() for sub in subs)
         ):
-            continue
+            continue  # not an architecture, or a link out of the tree: not looked into
         files = architecture_files(candidate, add_runtime=add_runtime)
         siblings.append(Arch(provider_dir.name, candidate.parent.name, candidate.name, files))
     return siblings

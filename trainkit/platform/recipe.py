@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,8 +137,10 @@ def assemble(
     export: forms.FormInput | None = None,
     dataset_id: Any = 1,
     torch_cuda_index: str | None = None,
+    check: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
 ) -> Assembled:
-    """Build the context at `dest` (replaced) the platform's way; see the module."""
+    """Build the context at `dest` (replaced) the platform's way; see the module. check(train
+    values, schema): called with the train form's values before anything is built."""
     dest = Path(dest).resolve()
     prepare_dest(dest)
     with installed(arch_dir, model_training, torch_cuda_index=torch_cuda_index) as lp:
@@ -147,6 +149,7 @@ def assemble(
             form = lp.train_form(provider, architecture)
         except PlatformError as exc:
             raise forms.FormError(f"the platform's train form: {exc}") from None
+        forms.require_closed(form["schema"], f"{architecture}'s form schema")
         train_config = forms.fill(
             form["schema"], form["values"] or {}, train or forms.FormInput(), TRAIN_START
         )
@@ -158,6 +161,8 @@ def assemble(
             EXPORT_START,
             allow_empty=True,
         )
+        if check is not None:
+            check(train_config, form["schema"])
         build = lp.build(
             provider, category, architecture, dataset_id, train_config, export_config, dest
         )

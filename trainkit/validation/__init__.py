@@ -7,7 +7,6 @@ architecture directory (holding config/ and docker/), and returns a Report of fi
 
 from __future__ import annotations
 
-import json
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -17,10 +16,12 @@ from trainkit import layout
 from trainkit.validation import schemas
 from trainkit.validation.configs import check_configs
 from trainkit.validation.dockerfile import check_dockerfile
+from trainkit.validation.dotenv import check_env_file
 from trainkit.validation.pysources import check_python
 from trainkit.validation.report import ARCHIVE, ERROR, NOTE, WARNING, Finding, Report
 from trainkit.validation.runtime import check_runtime_copy
-from trainkit.validation.structure import check_platform_lookups, check_structure
+from trainkit.validation.snapshot import snapshot_directory
+from trainkit.validation.structure import check_json_file, check_platform_lookups, check_structure
 from trainkit.validation.zipsafety import DEFAULT_LIMITS, Limits, check_entries, extract
 
 __all__ = [
@@ -43,6 +44,7 @@ def check_architecture(
     packaged: arch comes from a ZIP (docker/ holds the runtime copy `trainkit package` added),
     not from an architecture's source tree (where packaging will add it)."""
     check_configs(arch, rel, report)
+    check_env_file(arch, rel, report)
     check_dockerfile(arch, rel, report)
     check_python(arch, rel, report, runtime_added=not packaged)
     check_runtime_copy(arch, rel, report, packaged=packaged)
@@ -62,27 +64,47 @@ def validate_zip(zip_path: Path, report: Report, limits: Limits = DEFAULT_LIMITS
             check_architecture(tree.arch_dir, tree.rel, report, packaged=True)
 
 
-def validate_directory(path: Path, report: Report) -> None:
-    path = path.resolve()
-    if (path / layout.CONFIG_DIR).is_dir() and (path / layout.DOCKER_DIR).is_dir():
-        # One architecture directory: report paths as provider/category/architecture/...
-        base = path.parents[2] if len(path.parents) >= 3 else path.parent
+def _is_architecture_dir(path: Path) -> bool:
+    return all(
+        (path / sub).is_dir() and not (path / sub).is_symlink()
+        for sub in (layout.CONFIG_DIR, layout.DOCKER_DIR)
+    )
 
-        def rel(p: Path) -> str:
-            return p.relative_to(base).as_posix()
 
-        _check_architecture_dir(path, rel, report)
-        check_platform_lookups(path, rel, report, source_tree=True)
-        check_architecture(path, rel, report, packaged=False)
-        return
-    tree = check_structure(path.parent, report, only=path.name)
-    if tree is not None and tree.arch_dir is not None:
-        packaged = (tree.arch_dir / layout.DOCKER_DIR / layout.RUNTIME_PACKAGE).is_dir()
-        check_architecture(tree.arch_dir, tree.rel, report, packaged=packaged)
+def validate_directory(path: Path, report: Report, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Validate a directory through a snapshot of its regular files (validation/snapshot.py),
+    so no check ever opens a FIFO or device or follows a symlink out of the template."""
+    path = path.absolute()
+    arch_mode = _is_architecture_dir(path)
+    with tempfile.TemporaryDirectory(prefix="trainkit-validate-") as tmp:
+        if arch_mode:
+            # One architecture directory: report paths as provider/category/architecture/...
+            base = path.parents[2] if len(path.parents) >= 3 else path.parent
+            shown = path.relative_to(base).as_posix()
+        else:
+            shown = path.name
+        copy = Path(tmp, shown)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if not snapshot_directory(path, copy, shown, report, limits):
+            return
+        if arch_mode:
+
+            def rel(p: Path) -> str:
+                return p.relative_to(tmp).as_posix()
+
+            _check_architecture_dir(copy, rel, report)
+            check_platform_lookups(copy, rel, report, source_tree=True, siblings_of=path)
+            check_architecture(copy, rel, report, packaged=False)
+            return
+        tree = check_structure(Path(tmp), report)
+        if tree is not None and tree.arch_dir is not None:
+            packaged = (tree.arch_dir / layout.DOCKER_DIR / layout.RUNTIME_PACKAGE).is_dir()
+            check_architecture(tree.arch_dir, tree.rel, report, packaged=packaged)
 
 
 def _check_architecture_dir(arch: Path, rel: Callable[[Path], str], report: Report) -> None:
-    """For an architecture directory on its own: required files, JSON parsing, symlinks."""
+    """For an architecture directory on its own: required files and JSON parsing (the
+    snapshot holds only regular files and directories)."""
     for entry, kind in schemas.required_entries(schemas.template_schema()):
         path = arch / entry
         if kind == "file" and not path.is_file():
@@ -90,24 +112,19 @@ def _check_architecture_dir(arch: Path, rel: Callable[[Path], str], report: Repo
                 rel(path), f"Entry '{entry}' not found (required by validation/template.json)"
             )
     for path in sorted(arch.rglob("*")):
-        if path.is_symlink():
-            report.error(rel(path), "symlink; a template must not contain symlinks")
-        elif path.is_file() and path.suffix in (".json", ".jsonschema"):
-            try:
-                json.loads(path.read_bytes().decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as exc:
-                report.error(
-                    rel(path), f"Invalid JSON file '{path.relative_to(arch).as_posix()}': {exc}"
-                )
+        if path.is_file() and path.suffix in (".json", ".jsonschema"):
+            check_json_file(path, path.relative_to(arch).as_posix(), rel(path), report)
 
 
 def validate_path(path: Path | str, limits: Limits = DEFAULT_LIMITS) -> Report:
     path = Path(path)
     report = Report()
     if path.is_dir():
-        validate_directory(path, report)
+        validate_directory(path, report, limits)
     elif path.is_file():
         validate_zip(path, report, limits)
+    elif path.exists():
+        raise FileNotFoundError(f"{path}: not a ZIP file or a directory; not opened")
     else:
         raise FileNotFoundError(f"{path}: no such file or directory")
     return report

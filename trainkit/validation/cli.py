@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from trainkit.validation import Report, validate_path
+from trainkit.validation.report import escape
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +28,8 @@ def print_report(report: Report, path: Path, as_json: bool) -> int:
             print(line)
         errors, warnings = len(report.errors), len(report.warnings)
         verdict = "OK" if report.ok else "FAILED"
-        print(f"{verdict}: {path}: {errors} error(s), {warnings} warning(s)", file=sys.stderr)
+        shown = escape(str(path))
+        print(f"{verdict}: {shown}: {errors} error(s), {warnings} warning(s)", file=sys.stderr)
     return 0 if report.ok else 1
 
 
@@ -42,6 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = validate_path(args.path)
     except FileNotFoundError as exc:
-        print(f"python -m trainkit.validation: error: {exc}", file=sys.stderr)
+        print(f"python -m trainkit.validation: error: {escape(str(exc))}", file=sys.stderr)
         return 2
     return print_report(report, args.path, args.json)

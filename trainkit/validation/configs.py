@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import re
 import shlex
 from collections.abc import Callable, Iterator
@@ -20,7 +19,9 @@ from jsonschema.exceptions import SchemaError
 from trainkit import layout, platform
 from trainkit.form.rjsf_findings import form_warnings
 from trainkit.platform import score
+from trainkit.schema_refs import closed_validator, ref_problems
 from trainkit.validation.report import Report
+from trainkit_runtime import bounded_json
 
 # Keys the platform's (and our) config_to_args.py never pass to train.py.
 RESERVED_KEYS = ("train-split", "test-split")
@@ -44,10 +45,10 @@ def load_schema_args() -> ModuleType:
 
 
 def _load(path: Path) -> Any:
-    """Parsed JSON, or None when missing/unparsable (structure checks report those)."""
+    """Parsed JSON, or None when missing/unparsable/too deep (structure checks report those)."""
     try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        return bounded_json.load_file(path, strict=False)
+    except (OSError, ValueError):
         return None
 
 
@@ -94,6 +95,8 @@ def check_schema(schema: Any, where: str, report: Report) -> bool:
     declared = schema.get("$schema")
     if declared is not None and declared not in DRAFT7_URIS:
         report.warning(where, f"$schema is {declared!r}; the platform's form expects draft-07")
+    if not check_schema_refs(schema, where, report):
+        return False
     try:
         Draft7Validator.check_schema(schema)
     except SchemaError as exc:
@@ -121,7 +124,7 @@ def check_schema(schema: Any, where: str, report: Report) -> bool:
                 "definitions": schema.get("definitions", {}),
             }
             try:
-                errors = list(Draft7Validator(sub).iter_errors({key: prop["default"]}))
+                errors = list(closed_validator(sub).iter_errors({key: prop["default"]}))
             except Exception as exc:  # e.g. a $ref this sub-schema cannot resolve
                 report.warning(where, f"default of {key!r} not checked: {exc}")
                 continue
@@ -188,6 +191,15 @@ def check_initial_values(schema: dict, where: str, report: Report) -> dict | Non
             "such a property; give it a default, or one type",
         )
     return initial
+
+
+def check_schema_refs(schema: dict, where: str, report: Report) -> bool:
+    """The closed world (trainkit/schema_refs.py): every $ref stays in this file, resolves and
+    is not recursive. Nothing is fetched or read to find out; False after an ERROR."""
+    problems = ref_problems(schema)
+    for problem in problems:
+        report.error(where, problem)
+    return not problems
 
 
 def check_form_rendering(schema: dict, where: str, report: Report) -> None:
@@ -316,7 +328,7 @@ _MISSING = object()
 
 def _safe_errors(schema: dict, instance: Any, where: str, report: Report) -> list:
     try:
-        return list(Draft7Validator(schema).iter_errors(instance))
+        return list(closed_validator(schema).iter_errors(instance))
     except Exception as exc:
         report.warning(where, f"defaults not validated: {exc}")
         return []
@@ -344,24 +356,35 @@ def check_custom(custom: Any, where: str, report: Report) -> None:
     name = custom.get("score_name")
     if not isinstance(regexp, str) or not regexp:
         return
+    check_score_regexp(regexp, name if isinstance(name, str) else "", where, report)
+
+
+def check_score_regexp(regexp: str, name: str, where: str, report: Report) -> None:
+    """The regexp compiles, has a group, extracts the sample score the platform's way, and
+    finishes on a log tail built to expose catastrophic backtracking (trainkit/score.py runs
+    it in a child process under a time limit: the platform has none and would hang)."""
     try:
-        compiled = re.compile(regexp)
-    except re.error as exc:
-        report.error(where, f"score_regexp {regexp!r} does not compile: {exc}")
+        compiled = score.check_compiles(regexp)
+    except score.ScoreRegexpError as exc:
+        report.error(where, str(exc))
         return
     if compiled.groups == 0:
         report.error(
             where, f"score_regexp {regexp!r} has no capturing group for the score's number"
         )
         return
-    if isinstance(name, str) and name:
-        sample = f"{name}: {SCORE_SAMPLE_VALUE}"
-        got = score.platform_score(f"Epoch 3: loss: 0.1234\n{sample}\n{STOCK_TRAILER}", regexp)
-        if got != round(SCORE_SAMPLE_VALUE, 3):
-            report.error(
-                where,
-                f"score_regexp {regexp!r} does not extract {SCORE_SAMPLE_VALUE} from the sample "
-                f"score line {sample!r} followed by what the platform's stock entrypoint prints "
-                f"after train.py (bash's `time` report, 'Training ended: ...') (got {got!r}); "
-                f"print the score as '{name}: <value>' and match only that line",
-            )
+    sample = f"{name}: {SCORE_SAMPLE_VALUE}" if name else f"score: {SCORE_SAMPLE_VALUE}"
+    try:
+        score.findall_bounded(regexp, score.probe_log(sample))
+        got = score.extract(f"Epoch 3: loss: 0.1234\n{sample}\n{STOCK_TRAILER}", regexp).value
+    except score.ScoreRegexpError as exc:
+        report.error(where, str(exc))
+        return
+    if name and got != round(SCORE_SAMPLE_VALUE, 3):
+        report.error(
+            where,
+            f"score_regexp {regexp!r} does not extract {SCORE_SAMPLE_VALUE} from the sample "
+            f"score line {sample!r} followed by what the platform's stock entrypoint prints "
+            f"after train.py (bash's `time` report, 'Training ended: ...') (got {got!r}); "
+            f"print the score as '{name}: <value>' and match only that line",
+        )

@@ -6,6 +6,7 @@ import fnmatch
 import io
 import json
 import posixpath
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +125,69 @@ def platform_destination(dockerfile: Path, filename: str) -> str:
     return posixpath.normpath(str(found))
 
 
+_SHELLS = ("sh", "bash", "dash", "env")
+_REMOTE_PREFIXES = ("http://", "https://", "ftp://", "git@", "git://", "ssh://")
+
+
+def entrypoint_argv(value: str) -> list[str]:
+    """The argv Docker runs for an ENTRYPOINT value: the exec form's JSON list, or the shell
+    form as `/bin/sh -c VALUE` (Docker's rule: anything that is not a JSON list of strings is
+    shell form; a trailing `# ...` is then a shell comment, not part of the command)."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, list) and all(isinstance(v, str) for v in parsed):
+        return parsed
+    return ["/bin/sh", "-c", value]
+
+
+def runs_entrypoint_script(value: str) -> bool:
+    """True when the ENTRYPOINT's program is docker-entrypoint.sh, directly or as the script
+    of a shell (`bash /docker-entrypoint.sh`, `/bin/sh -c "exec /docker-entrypoint.sh"`)."""
+    argv = entrypoint_argv(value)
+    for _ in range(5):  # unwrap sh -c "...", bash script, env bash script
+        if not argv:
+            return False
+        program = posixpath.basename(argv[0])
+        if program == ENTRYPOINT_SCRIPT:
+            return True
+        if program not in _SHELLS:
+            return False
+        rest = argv[1:]
+        if rest[:1] == ["-c"] and len(rest) >= 2:
+            try:
+                argv = shlex.split(rest[1], comments=True)
+            except ValueError:
+                return False
+            if argv[:1] == ["exec"]:
+                argv = argv[1:]
+            continue
+        argv = [a for a in rest if not a.startswith("-")]
+    return False
+
+
+def check_remote_sources(structure: list[dict], where: str, report: Report) -> None:
+    """ADD with an URL (or a git remote) fetches at build time: the image then depends on a
+    server the template does not control; ship the file in docker/ and COPY it instead."""
+    for item in structure:
+        if item["instruction"].upper() != "ADD":
+            continue
+        value = item["value"].strip()
+        try:
+            tokens = json.loads(value) if value.startswith("[") else value.split()
+        except ValueError:
+            continue
+        sources = [t for t in tokens[:-1] if isinstance(t, str) and not t.startswith("--")]
+        for source in sources:
+            if source.lower().startswith(_REMOTE_PREFIXES):
+                report.error(
+                    where,
+                    f"line {item['startline'] + 1}: ADD fetches {source!r} from the network "
+                    "at build time; ship the file in docker/ and COPY it",
+                )
+
+
 def check_dockerfile(arch: Path, rel, report: Report) -> None:
     path = arch / layout.DOCKER_DIR / "Dockerfile"
     if not path.is_file():
@@ -162,8 +226,10 @@ def check_dockerfile(arch: Path, rel, report: Report) -> None:
     entrypoints = [
         item["value"] for item in structure if item["instruction"].upper() == "ENTRYPOINT"
     ]
-    if not entrypoints or ENTRYPOINT_SCRIPT not in entrypoints[-1]:
-        report.error(where, f"ENTRYPOINT must run {ENTRYPOINT_SCRIPT}")
+    if not entrypoints or not runs_entrypoint_script(entrypoints[-1]):
+        shown = f" (it runs {entrypoint_argv(entrypoints[-1])!r})" if entrypoints else ""
+        report.error(where, f"ENTRYPOINT must run {ENTRYPOINT_SCRIPT}{shown}")
+    check_remote_sources(structure, where, report)
 
     for name in (*recipe.WRITTEN_AFTER_DOCKER, *recipe.FORM_FILES):
         shadowed = arch / layout.DOCKER_DIR / name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import asdict, dataclass, field
 
 ERROR = "ERROR"
@@ -20,7 +21,26 @@ class Finding:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.level} {self.path}: {self.message}"
+        """One terminal line whatever the names hold: control, bidi and separator characters
+        are escaped, so an entry named "x\nOK: ..." or holding ESC sequences cannot forge a
+        line or rewrite the screen."""
+        return f"{self.level} {escape(self.path)}: {escape(self.message)}"
+
+
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+
+
+def escape(text: str) -> str:
+    """`text` with every control/format/separator character as a Python escape (\\n, \\x1b,
+    \\u202e)."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(c) in _ESCAPED_CATEGORIES
+        else c
+        for c in text
+    )
 
 
 @dataclass

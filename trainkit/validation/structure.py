@@ -18,6 +18,7 @@ from trainkit.names import NAME_KINDS, name_error
 from trainkit.platform import lookup
 from trainkit.validation import schemas
 from trainkit.validation.report import ARCHIVE, Report
+from trainkit_runtime import bounded_json
 
 PLATFORM_SINGLE_DIR = "Archive did not extract as a single directory."
 PLATFORM_CONFIG_DIRS = "None or multiple configuration directories 'config/' found."
@@ -137,28 +138,50 @@ def check_structure(extract_root: Path, report: Report, only: str | None = None)
 
     for f in files:
         if f.suffix in (".json", ".jsonschema"):
-            try:
-                json.loads(f.read_bytes().decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as exc:
-                shown = f.relative_to(root).as_posix()
-                report.error(tree.rel(f), f"Invalid JSON file '{shown}': {exc}")
+            check_json_file(f, f.relative_to(root).as_posix(), tree.rel(f), report)
     return tree
 
 
-def check_platform_lookups(arch: Path, rel, report: Report, *, source_tree: bool) -> None:
+def check_json_file(path: Path, shown: str, where: str, report: Report) -> None:
+    """The platform's check (the file parses with Python's json; its message is quoted), then
+    the stricter one: no duplicate keys, no NaN/Infinity, nesting at most MAX_DEPTH. Those are
+    ERRORs in config/ (the files whose values trainkit and the platform use), else WARNINGs."""
+    data = path.read_bytes()
+    try:
+        json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        report.error(where, f"Invalid JSON file '{shown}': {exc}")
+        return
+    except RecursionError:
+        report.error(
+            where, f"Invalid JSON file '{shown}': nested too deeply for the platform's parser"
+        )
+        return
+    try:
+        bounded_json.loads(data, shown)
+    except bounded_json.JsonLimitError as exc:
+        in_config = layout.CONFIG_DIR in Path(shown).parts[:-1]
+        add = report.error if in_config else report.warning
+        add(where, f"{exc}; the platform's form and other JSON readers treat this differently")
+
+
+def check_platform_lookups(
+    arch: Path, rel, report: Report, *, source_tree: bool, siblings_of: Path | None = None
+) -> None:
     """The backend finds an installed architecture's Dockerfile and form schema by substring
     over every file of its provider (trainkit/platform/lookup.py, the backend's own code): its
-    name against its siblings (in_templates_tree: the other architectures next to it here) and
-    the platform's stock templates, and stray files with stem 'config'.
+    name against its siblings and the platform's stock templates, and stray files with stem
+    'config'.
 
     source_tree: arch is an architecture directory of a templates tree (what `trainkit package`
-    would upload, next to its siblings), not an upload (a ZIP, a template root)."""
+    would upload), not an upload (a ZIP, a template root); siblings_of: where that architecture
+    is in its templates tree (arch may be a snapshot of it), whose siblings are looked at."""
     parts = arch.resolve().parts[-3:]
     try:
         files = lookup.architecture_files(arch, add_runtime=source_tree)
         others = lookup.stock_architectures(parts[0])
         if source_tree:
-            others += lookup.local_siblings(arch, add_runtime=True)
+            others += lookup.local_siblings(siblings_of or arch, add_runtime=True)
         findings = lookup.check(lookup.Arch(*parts, files, "target"), others)
     except (OSError, ValueError) as exc:
         report.warning(rel(arch), f"the platform's file look-ups were not checked: {exc}")

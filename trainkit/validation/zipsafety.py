@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 import stat
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from trainkit.validation.report import ARCHIVE, Report
+from trainkit_runtime.values import control_characters
 
 MiB = 1024 * 1024
 _CHUNK = 64 * 1024
@@ -37,11 +39,15 @@ def _mode(info: zipfile.ZipInfo) -> int:
     return (info.external_attr >> 16) & 0xFFFF
 
 
-def _name_problem(name: str) -> str | None:
+def name_problem(name: str) -> str | None:
+    """Why an entry name (ZIP member or file below a validated directory) is refused."""
     if not name or name == "/":
         return "empty entry name"
-    if any(ord(c) < 32 for c in name):
-        return "entry name contains control characters"
+    if bad := control_characters(name):
+        return (
+            "entry name contains control, bidi or line-separator characters "
+            f"({', '.join(bad[:5])}); it can hide or forge what a listing shows"
+        )
     if "\\" in name:
         return "entry name contains a backslash (Windows path separator)"
     if _DRIVE.match(name):
@@ -51,6 +57,36 @@ def _name_problem(name: str) -> str | None:
     if ".." in name.rstrip("/").split("/"):
         return "path contains '..' and would extract outside the target directory (zip slip)"
     return None
+
+
+def name_key(name: str) -> str:
+    """What two names collide on somewhere: Unicode NFC (macOS normalises NFD names) and case
+    folding (Windows, macOS: case-insensitive file systems)."""
+    return unicodedata.normalize("NFC", name.rstrip("/")).casefold()
+
+
+def check_prefix(zf: zipfile.ZipFile, report: Report) -> bool:
+    """True when the archive starts with its first local header: data in front of it (another
+    archive, a script) is what a different unzip tool might read instead."""
+    infos = zf.infolist()
+    first = min((info.header_offset for info in infos), default=0)
+    fp = zf.fp
+    if fp is None:
+        return True
+    position = fp.tell()
+    try:
+        fp.seek(0)
+        head = fp.read(4)
+    finally:
+        fp.seek(position)
+    if first > 0 or (infos and head != b"PK\x03\x04"):
+        report.error(
+            ARCHIVE,
+            f"{first} bytes of data before the first local header (a second archive or a script "
+            "hidden in front); other unzip tools may read that instead",
+        )
+        return False
+    return True
 
 
 def check_entries(zf: zipfile.ZipFile, report: Report, limits: Limits = DEFAULT_LIMITS) -> bool:
@@ -65,13 +101,13 @@ def check_entries(zf: zipfile.ZipFile, report: Report, limits: Limits = DEFAULT_
         report.error(ARCHIVE, "archive is empty")
         return False
 
-    safe = True
+    safe = check_prefix(zf, report)
     seen: dict[str, str] = {}
     folded: dict[str, str] = {}
     total = 0
     for info in infos:
         name = info.filename
-        problem = _name_problem(name)
+        problem = name_problem(name)
         if problem:
             report.error(name, problem)
             safe = False
@@ -82,13 +118,16 @@ def check_entries(zf: zipfile.ZipFile, report: Report, limits: Limits = DEFAULT_
             safe = False
             continue
         seen[key] = name
-        if key.lower() in folded:
-            report.warning(
+        twin = folded.get(name_key(name))
+        if twin is not None:
+            report.error(
                 name,
-                f"differs from {folded[key.lower()]!r} only in case; "
-                "they collide on case-insensitive file systems",
+                f"same name as {twin!r} after Unicode normalisation (NFC) and case folding; "
+                "they collide when extracted on macOS or Windows, and look alike everywhere",
             )
-        folded[key.lower()] = name
+            safe = False
+            continue
+        folded[name_key(name)] = name
 
         mode = _mode(info)
         if stat.S_ISLNK(mode):

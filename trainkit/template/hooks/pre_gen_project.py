@@ -17,7 +17,7 @@ from pathlib import Path
 # layout), image names and shell arguments: a letter first, then letters, digits, "_" and "-".
 # No spaces, slashes or dots (so never "." or ".."). = trainkit.names.NAME_PATTERN (a test
 # keeps the copies equal; hooks cannot import trainkit).
-NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 NAME_FIELDS = ("provider", "category", "architecture")
 TASKS = ("classification", "detection", "segmentation")
 LABEL_FORMATS = ("COCO", "YOLO")
