@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainkit import engine, run_guard, workspace
+from trainkit import engine, platform, run_guard, workspace
 from trainkit.errors import TrainkitError, UsageError
 from trainkit.platform import MODEL_TRAINING_DIR, forms, image, recipe, stock_entrypoint
 from trainkit.platform import score as platform_score
@@ -185,8 +185,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     form.add_argument(
         "--config",
         type=Path,
-        help="train form: a JSON object of all its values (e.g. saved by `trainkit form`), "
-        "instead of the platform's initial values",
+        help="train form: a JSON object of its values (e.g. saved by `trainkit form`), applied "
+        "over the platform's initial values",
     )
     form.add_argument(
         "--set",
@@ -242,12 +242,15 @@ def parse_assignments(assignments: list[str], option: str = "--set") -> dict[str
     return values
 
 
-def _form_input(file: Path | None, sets: list[str], file_option: str, set_option: str):
+def _form_input(
+    file: Path | None, sets: list[str], file_option: str, set_option: str, *, replace: bool
+) -> forms.FormInput:
     return forms.FormInput(
         file=forms.read_values_file(file, file_option) if file else None,
         file_name=f"{file_option} {file}" if file else None,
         sets=parse_assignments(sets, set_option),
         sets_name=set_option,
+        replace=replace,
     )
 
 
@@ -275,20 +278,37 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
             f"{args.minio} --id {args.dataset_id}`)"
         )
     run_dir = args.output or DEFAULT_RUN_ROOT / provider / category / architecture
-    return RunPlan(
+    plan = RunPlan(
         arch_dir=arch_dir.resolve(),
         run_dir=Path(run_dir).resolve(),
         minio_root=minio_root,
         dataset_id=str(args.dataset_id),
         runtime=runtime,
-        train=_form_input(args.config, args.set, "--config", "--set"),
+        train=_form_input(args.config, args.set, "--config", "--set", replace=False),
         export=_form_input(
             getattr(args, "export_config", None),
             getattr(args, "export_set", []),
             "--export-config",
             "--export-set",
+            replace=True,
         ),
     )
+    if not getattr(args, "restart", False):
+        check_form_values(plan)
+    return plan
+
+
+def check_form_values(plan: RunPlan) -> None:
+    """Before anything is written: the forms' values from config/config.jsonschema and the
+    user's changes are valid and give a train.py argv that fits (the build computes them again
+    through the platform's own look-up of the schema)."""
+    schema = workspace.load_schema(plan.arch_dir)  # also refuses $refs out of the file
+    start = forms.initial_values(schema, f"{plan.arch_dir}/config/{workspace.SCHEMA_FILENAME}")
+    train = forms.fill(schema, start, plan.train, recipe.TRAIN_START)
+    run_guard.check_argv(train, schema)
+    export_schema = platform.export_schema()
+    start_export = platform.export_form_values()
+    forms.fill(export_schema, start_export, plan.export, recipe.EXPORT_START, allow_empty=True)
 
 
 # ------------------------------------------------------------------------------ the container

@@ -210,7 +210,7 @@ def test_env_the_platform_would_expand_is_refused_before_anything_runs(tmp_path)
     arch = tmp_path / "templates" / "Acme" / "Classification" / "TinyNet"
     shutil.copytree(EXAMPLES_DIR / EXAMPLES["classification"][0], arch)
     with (arch / "docker" / ".env").open("a") as env:
-        env.write("EXTRA=$(id)\n")
+        env.write("APP_EXTRA=$(id)\n")  # a key trainkit's .env allowlist takes
     run = tmp_path / "run"
     proc = trainkit_run(
         arch,
@@ -225,7 +225,7 @@ def test_env_the_platform_would_expand_is_refused_before_anything_runs(tmp_path)
     )
     assert proc.returncode == stock_entrypoint.REFUSED
     assert proc.stderr.strip().splitlines()[-1] == (
-        "trainkit run: error: .env line 3 (EXTRA): the platform's `source .env` would "
+        "trainkit run: error: .env line 3 (APP_EXTRA): the platform's `source .env` would "
         "expand `$(id)`"
     )
     assert not any((run / "datasets").iterdir())  # setup.py never ran

@@ -124,6 +124,11 @@ def test_form_values_given_by_the_user(tmp_path):
         export=forms.FormInput(sets={"opset_version": 17}),
     )
     assert built.train_config == {**start, "epochs": 3}
+    # --config: values applied over the starting ones; --export-config: replaces them
+    merged = forms.fill(
+        workspace.load_schema(arch), start, forms.FormInput(file={"epochs": 4}, replace=False), "x"
+    )
+    assert merged == {**start, "epochs": 4}
     assert built.export_config == {**platform.export_form_values(), "opset_version": 17}
     with pytest.raises(forms.FormError, match=r"export form's initial values \+ --export-set: "):
         recipe.assemble(

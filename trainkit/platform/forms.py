@@ -1,9 +1,11 @@
 """The two forms a platform user fills before a build: the train form and the ONNX export form.
 
 Each starts from the backend's `JSONSchemaDefault` values (trainkit.platform.form_values);
-what the user does then is either loading a complete set of values (the platform's "upload
-config", a file saved by `trainkit form` or downloaded from the platform: `--config FILE`,
-`--export-config FILE`) or changing single fields (`--set`, `--export-set`). The frontend
+what the user does then is either loading a set of values (the platform's "upload config", a
+file saved by `trainkit form` or downloaded from the platform) or changing single fields
+(`--set`, `--export-set`). `--export-config FILE` replaces the export form's values (`{}` =
+the export switched off); `--config FILE` is applied over the train form's starting values (a
+complete saved form gives its own values; a partial file changes only its keys). The frontend
 validates live and does not submit invalid values, so neither does trainkit: the first
 offending key is one line. An export form switched off is `{}` (the backend then writes `{}`).
 """
@@ -32,6 +34,7 @@ class FormInput:
     file_name: str | None = None
     sets: dict[str, Any] = field(default_factory=dict)
     sets_name: str = "--set"  # the option the field changes came from
+    replace: bool = True  # the file replaces the form's values (else: merged over them)
 
     @property
     def empty(self) -> bool:
@@ -99,7 +102,10 @@ def fill(
 ) -> dict[str, Any]:
     """The values the form submits: `start` (its initial or current values), replaced by the
     user's file, updated by the user's field changes, validated against the schema."""
-    values = copy.deepcopy(user.file if user.file is not None else start)
+    if user.file is not None and user.replace:
+        values = copy.deepcopy(user.file)
+    else:
+        values = {**copy.deepcopy(start), **copy.deepcopy(user.file or {})}
     values.update(copy.deepcopy(user.sets))
     if allow_empty and not values:
         return values  # the export form switched off
