@@ -41,7 +41,9 @@ class FormInput:
         return self.file is None and not self.sets
 
     def describe(self, start: str) -> str:
-        parts = [self.file_name] if self.file is not None else [start]
+        parts = [start] if self.file is None or not self.replace else []
+        if self.file is not None:
+            parts.append(self.file_name or "a file of values")
         if self.sets:
             parts.append(self.sets_name)
         return " + ".join(parts)
