@@ -5,7 +5,8 @@
   non-empty directory without it (e.g. `--output ~/photos`) is refused; so is a run directory
   whose `workspace/`, `datasets/` or `output/` is a symlink (the run would write through it).
 * The dataset id is one plain directory name (trainkit_runtime/values.py): it becomes the
-  workspace's `.env` line `DATASET_ID=<id>`, so a newline would add lines such as PYTHONPATH=.
+  container's DATASET_ID and, after a dataset change, its `.env` line `DATASET_ID='<id>'` (the
+  platform's edit), so a newline would add lines such as PYTHONPATH=.
 * The architecture's `docker/.env` sets only the keys trainkit_runtime/envfile.py allows
   (the run's roots, PYTHON*, loader and shell variables are refused), checked on the host
   before any entrypoint reads it.
