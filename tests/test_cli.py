@@ -11,7 +11,7 @@ import pytest
 COMMANDS = [
     ("new", "generate an architecture from trainkit's template (cookiecutter)"),
     ("dataset", "write a synthetic CVAT dataset into a mocked MinIO folder"),
-    ("run", "train an architecture locally on a mocked MinIO folder"),
+    ("run", "train an architecture locally, the way the platform would"),
     ("package", "build train-container-publish.zip for one architecture (= ./package.sh)"),
     ("validate", "check a template ZIP or directory the way the platform does, and stricter"),
     ("upload", "validate a template ZIP and upload it to the platform"),

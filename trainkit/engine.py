@@ -167,14 +167,14 @@ def _slug(*parts: str) -> str:
     return slug or "train-container"
 
 
-def image_tag(arch_dir: Path) -> str:
-    """`trainkit/<provider>-<category>-<architecture>:latest` for an architecture dir."""
+def image_tag(arch_dir: Path, suffix: str = "") -> str:
+    """`trainkit/<provider>-<category>-<architecture><suffix>:latest` for an architecture dir."""
     parts = arch_dir.resolve().parts[-3:]
-    return f"trainkit/{_slug(*parts)}:latest"
+    return f"trainkit/{_slug(*parts)}{suffix}:latest"
 
 
-def container_name(arch_dir: Path) -> str:
-    return "trainkit-" + _slug(*arch_dir.resolve().parts[-3:])
+def container_name(arch_dir: Path, suffix: str = "") -> str:
+    return "trainkit-" + _slug(*arch_dir.resolve().parts[-3:]) + suffix
 
 
 def build_command(
@@ -204,6 +204,21 @@ class RunSpec:
     network: str | None = None
     shm_size: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    entrypoint: str | None = None  # instead of the image's ENTRYPOINT
+    command: list[str] = field(default_factory=list)  # arguments after the image
+    volumes: list[tuple[Path, str, str]] = field(default_factory=list)  # (host, path, mode)
+
+
+@dataclass(frozen=True)
+class ContainerStart:
+    """How a container is started when not with the image's own entrypoint (`trainkit run
+    --runtime platform`: the stock entrypoint's emulation, bind-mounted read-only)."""
+
+    entrypoint: str
+    command: list[str]
+    volumes: list[tuple[Path, str, str]]
+    as_caller: bool = True  # USER_ID/GROUP_ID for trainkit's entrypoint
+    network: str | None = None  # default network when --network is not given
 
 
 def podman_default_ulimits() -> list[str]:
@@ -269,7 +284,11 @@ def run_command(spec: RunSpec, engine_name: str) -> list[str]:
     if spec.minio is not None:
         argv += ["-v", f"{spec.minio.resolve()}:{CONTAINER_MINIO}"]
     argv += ["-v", f"{spec.output.resolve()}:{CONTAINER_OUTPUT}"]
-    return [*argv, spec.image]
+    for host, path, mode in spec.volumes:
+        argv += ["-v", f"{Path(host).resolve()}:{path}:{mode}"]
+    if spec.entrypoint is not None:
+        argv += ["--entrypoint", spec.entrypoint]
+    return [*argv, spec.image, *spec.command]
 
 
 @contextlib.contextmanager
@@ -361,12 +380,6 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "--image", help="image tag to build and run (default: trainkit/<provider>-...:latest)"
     )
     group.add_argument("--name", help="container name (default: trainkit-<provider>-...)")
-    group.add_argument(
-        "--restart",
-        action="store_true",
-        help="re-run the existing container (`start -a`, like the platform) instead of "
-        "building and creating a new one",
-    )
     group.add_argument("--no-build", action="store_true", help="use the image as last built")
     group.add_argument(
         "--user",
@@ -467,11 +480,17 @@ def default_user() -> tuple[int, int]:
     return os.getuid(), os.getgid()
 
 
-def run_plan(plan, args: argparse.Namespace, runner: Runner | None = None) -> tuple[int, str]:
+def run_plan(
+    plan,
+    args: argparse.Namespace,
+    runner: Runner | None = None,
+    start: ContainerStart | None = None,
+) -> tuple[int, str]:
     """`trainkit run --engine auto|docker|podman` for run.py's RunPlan.
 
     Uses plan.arch_dir, plan.workspace (the assembled build context), plan.output_dir,
-    plan.minio_root and plan.dataset_id; the options are add_engine_arguments'.
+    plan.minio_root and plan.dataset_id; the options are add_engine_arguments'. `start`: run
+    the container with another entrypoint than the image's.
     """
     engine = detect_engine(args.engine)
     arch_dir = Path(plan.arch_dir)
@@ -480,7 +499,7 @@ def run_plan(plan, args: argparse.Namespace, runner: Runner | None = None) -> tu
         return start_container(engine, name, runner)
     plain: dict[str, str] = {}
     secrets: dict[str, str] = {}
-    network = args.network
+    network = args.network or (start.network if start else None)
     if args.s3:
         plain, secrets = s3_settings(args)
         if network is None and _is_loopback(plain["S3_HOST"]):
@@ -493,13 +512,19 @@ def run_plan(plan, args: argparse.Namespace, runner: Runner | None = None) -> tu
         output=Path(plan.output_dir),
         dataset_id=plan.dataset_id,
         minio=None if args.s3 else Path(plan.minio_root),
-        user=parse_user(args.user) if args.user else default_user(),
+        user=None
+        if start is not None and not start.as_caller
+        else parse_user(args.user)
+        if args.user
+        else default_user(),
         s3_env=plain,
         fuse=args.s3,
         privileged=args.privileged,
         network=network,
         shm_size=args.shm_size,
     )
+    if start is not None:
+        spec.entrypoint, spec.command, spec.volumes = start.entrypoint, start.command, start.volumes
     if not args.no_build:
         build_image(
             engine,

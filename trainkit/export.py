@@ -6,10 +6,10 @@
 It loads the architecture's LightningModule (class `Model` in its docker/model.py, overridable
 with --model-class) from the checkpoint (hyperparameters come from `save_hyperparameters()`),
 exports the module the template exports (`export_module()` if the LightningModule defines it,
-else its `net` attribute, else the LightningModule itself) with the architecture's
-export_config.json, checks the ONNX file against PyTorch with onnxruntime, and replaces the
-model file atomically. The export code is common/export.py's `export_onnx`, the same the
-container runs.
+else its `net` attribute, else the LightningModule itself) with the run's export_config.json
+(with --arch and no run: the platform's export form's initial values), checks the ONNX file
+against PyTorch with onnxruntime, and replaces the model file atomically. The export code is
+trainkit_runtime.export's `export_onnx`, the same the container runs.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from trainkit import platform
 from trainkit.errors import TrainkitError
 from trainkit_runtime import bounded_json
 
@@ -41,7 +42,7 @@ class ExportSources:
     checkpoint: Path
     output_dir: Path
     code_dir: Path  # holds model.py (the architecture's docker/ dir or a run's workspace)
-    export_config: Path
+    export_config: Path | None  # None: the platform's export form's initial values
     custom: Path | None
 
 
@@ -103,6 +104,7 @@ def _arch_candidates(arch: Path | None, output_dir: Path) -> Iterator[tuple[Path
         if arch is not None
         else [
             output_dir.parent / "workspace",  # trainkit run: RUN/{workspace,output}
+            output_dir.parent / "image" / "workspace",  # trainkit run --runtime platform
             output_dir.parent,  # the image: /workspace/output
         ]
     )
@@ -122,13 +124,12 @@ def find_sources(target: Path, arch: Path | None = None) -> ExportSources:
         raise TrainkitError(f"--arch {arch}: no such directory")
     for code_dir, export_config, custom in _arch_candidates(arch, output_dir):
         if (code_dir / "model.py").is_file():
-            if not export_config.is_file():
-                raise TrainkitError(f"{export_config}: missing (needed for the ONNX export)")
+            # an architecture has no export_config.json: the platform's export form writes it
             return ExportSources(
                 checkpoint=checkpoint,
                 output_dir=output_dir,
                 code_dir=code_dir,
-                export_config=export_config,
+                export_config=export_config if export_config.is_file() else None,
                 custom=custom if custom.is_file() else None,
             )
     where = arch if arch is not None else f"{output_dir.parent}/workspace or {output_dir.parent}"
@@ -226,10 +227,13 @@ def export_checkpoint(
     """Export the checkpoint at/in `target`; returns the ONNX path written."""
     sources = find_sources(target, arch)
     filepath = model_filepath(sources, out)
-    try:
-        export_config = bounded_json.load_file(sources.export_config, strict=False)
-    except (OSError, ValueError) as exc:
-        raise TrainkitError(f"{sources.export_config}: not valid JSON: {exc}") from exc
+    if sources.export_config is None:
+        export_config = platform.export_form_values()
+    else:
+        try:
+            export_config = bounded_json.load_file(sources.export_config, strict=False)
+        except (OSError, ValueError) as exc:
+            raise TrainkitError(f"{sources.export_config}: not valid JSON: {exc}") from exc
     log.info("checkpoint %s, model code %s", sources.checkpoint, sources.code_dir)
     module = load_module_for_export(sources, model_class)
     from trainkit_runtime import export as runtime_export

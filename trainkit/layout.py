@@ -31,42 +31,14 @@ DOCKER_DIR = "docker"
 CONFIG_FILES = ("config.jsonschema", "custom.json", "presets.json")
 DOCKER_FILES = ("Dockerfile", "setup.py", "train.py")
 
-# Optional config files the platform copies into the build context when present.
-OPTIONAL_CONFIG_FILES = ("export_config.json",)
-
-# Files the platform writes into the build context and the Dockerfile must COPY.
-GENERATED_BUILD_FILES = ("train_config.json",)
+# Files the platform writes into the build context and the Dockerfile must COPY (the platform's
+# recipe itself, what the context holds and what overwrites docker/: trainkit/platform/recipe.py).
 DOCKERFILE_MUST_COPY = ("train_config.json", ".env")
 
 # Model formats the platform can fetch from custom.json's model_filepath.
 MODEL_FORMATS = (".pt", ".pth", ".torchscript", ".onnx", ".plan", ".graphdef")
 
 ZIP_NAME = "train-container-publish.zip"
-
-# What the platform's image build context holds besides the template's docker/ files
-# (DESIGN.md §3): its own stock copies of the common files, the dataset helpers, export.py,
-# the architecture's config files and the files it writes itself. A Dockerfile may COPY only
-# these and files shipped in docker/. Deliberately not derived from RUNTIME_FILES: our own
-# helpers (e.g. s3_credentials.py) are NOT in the platform's context.
-PLATFORM_BUILD_CONTEXT_FILES = (
-    *ROOT_FILES,
-    "cvat_dataset.py",
-    "dataset.py",
-    "export.py",
-    "custom.json",
-    "presets.json",
-    "export_config.json",
-    *GENERATED_BUILD_FILES,
-)
-
-# Files the platform copies into the build context AFTER the template's docker/ files (its
-# build_train_image), so same-named files in docker/ are silently replaced by the platform's.
-PLATFORM_OVERWRITES_DOCKER = (
-    "presets.json",
-    "export.py",
-    "train_config.json",
-    "export_config.json",
-)
 
 # Names the platform's stock runtime modules provide and trainkit's common/ keeps (DESIGN.md §3).
 # A template's setup.py may import only these from these modules, so it runs on either runtime.

@@ -173,6 +173,23 @@ def collect_entries(
     return sorted(entries, key=lambda e: e.arcname)
 
 
+def write_tree(entries: list[Entry], dest: Path) -> Path:
+    """The packaged form as files under dest, as the ZIP extracts (`trainkit run` builds from
+    it the way the platform builds from an upload); returns the template root in dest."""
+    for entry in entries:
+        target = dest / entry.arcname
+        if entry.source is None and entry.data is None:
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if entry.data is not None:
+            target.write_bytes(entry.data)
+        else:
+            shutil.copyfile(entry.source, target)
+        target.chmod(0o755 if entry.executable else 0o644)
+    return dest / ROOT_DIR_NAME
+
+
 def write_zip(entries: list[Entry], fh) -> None:
     with zipfile.ZipFile(fh, "w") as zf:
         for entry in entries:

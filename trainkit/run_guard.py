@@ -5,7 +5,8 @@
   non-empty directory without it (e.g. `--output ~/photos`) is refused; so is a run directory
   whose `workspace/`, `datasets/` or `output/` is a symlink (the run would write through it).
 * The dataset id is one plain directory name (trainkit_runtime/values.py): it becomes the
-  workspace's `.env` line `DATASET_ID=<id>`, so a newline would add lines such as PYTHONPATH=.
+  container's DATASET_ID and, after a dataset change, its `.env` line `DATASET_ID='<id>'` (the
+  platform's edit), so a newline would add lines such as PYTHONPATH=.
 * The architecture's `docker/.env` sets only the keys trainkit_runtime/envfile.py allows
   (the run's roots, PYTHON*, loader and shell variables are refused), checked on the host
   before any entrypoint reads it.
@@ -27,7 +28,9 @@ RUN_MARKER = ".trainkit-run"
 # The build-context marker of trainkit/workspace.py: run directories made before RUN_MARKER
 # existed hold workspace/<it>, and are adopted.
 _LEGACY_MARKER = Path("workspace", ".trainkit-build-context")
-ROOT_NAMES = ("workspace", "datasets", "output")
+ROOT_NAMES = ("workspace", "datasets", "output", "context", "image")
+# Files of the run directory trainkit run rewrites (trainkit/run.py).
+FILE_NAMES = ("run.log", "container.log", "container.json", "container-spec.json")
 
 
 def check_dataset_id(value: Any, option: str = "--dataset-id") -> str:
@@ -80,9 +83,10 @@ def claim_run_dir(run_dir: Path) -> None:
                 f"{root}: is a symlink or not a directory; trainkit run writes only into "
                 "directories it owns (nothing was changed)"
             )
-    log = run_dir / "run.log"
-    if log.is_symlink() or (log.exists() and not _regular(log)):
-        raise TrainkitError(f"{log}: is a symlink or not a regular file (nothing was changed)")
+    for name in FILE_NAMES:
+        log = run_dir / name
+        if log.is_symlink() or (log.exists() and not _regular(log)):
+            raise TrainkitError(f"{log}: is a symlink or not a regular file (nothing was changed)")
     run_dir.mkdir(parents=True, exist_ok=True)
     if not _regular(marker):
         marker.write_text(

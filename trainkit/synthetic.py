@@ -244,8 +244,8 @@ def _image_xml(
         if task == "classification":
             label = quoteattr(shape.label)
             lines.append(f'    <tag label={label} source="manual">\n    </tag>')
-        # Classification images get a box too: the platform's stock as_coco reads boxes
-        # for classification, ours reads the tag.
+        # Classification images get a box too (the older template repository's as_coco
+        # read boxes for classification; the platform's and ours read the tag).
         lines.append(_shape_xml(shape, task, "    "))
     lines.append("  </image>")
     return "\n".join(lines) + "\n"

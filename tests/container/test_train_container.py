@@ -79,12 +79,16 @@ def score_lines(text: str) -> list[float]:
 
 
 def assert_classifier_onnx(model: Path, num_classes: int = 3) -> None:
-    """The model file is an ONNX classifier onnxruntime runs: the example's input, one logit
-    per class (synthetic datasets have 3 classes by default)."""
+    """The model file is an ONNX classifier onnxruntime runs: the input of the platform's
+    export form's initial values, one logit per class (synthetic datasets have 3 classes by
+    default)."""
     import numpy as np
     import onnxruntime
 
-    export_config = json.loads((EXAMPLE / "config" / "export_config.json").read_text())
+    from trainkit import platform
+
+    export_config = platform.export_form_values()
+    export_config["input_names"] = ["Input 1"]  # [] in the form: the platform's naming
     session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == export_config["input_names"]
     image = np.zeros(export_config["input_shapes"][0], dtype=np.float32)

@@ -402,9 +402,8 @@ def test_examples_train_on_every_shape_kind(tmp_path, task, example, video):
 
     minio = tmp_path / "minio"
     write_cvat_dataset(minio, 1, 32, task, seed=0, n_classes=4, shapes="mixed", video=video)
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"epochs": 1, "max-steps": 3, "workers": 0}))
-    proc = trainkit_run(EXAMPLES_DIR / example, minio, tmp_path / "run", config)
+    values = {"epochs": 1, "max-steps": 3, "workers": 0}
+    proc = trainkit_run(EXAMPLES_DIR / example, minio, tmp_path / "run", values)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     score = "mIoU" if task == "segmentation" else "mAP@0.5"
     assert f"{score}: " in proc.stdout + proc.stderr

@@ -16,7 +16,7 @@ import pytest
 from tests.hostile.conftest import run_args
 from tests.support.hostile import assert_one_line_error, trainkit, tree_state
 from tests.support.template_tree import ARCH, TOP, valid_files, write_zip
-from trainkit import score
+from trainkit.platform import score
 from trainkit.validation import validate_path
 from trainkit_runtime import schema_args
 

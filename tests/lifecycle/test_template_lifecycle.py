@@ -156,7 +156,9 @@ def onnx_output(model: Path) -> object:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    image = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
+    # the shape of the platform's export form's initial values (one fixed input, 1x3x224x224)
+    shape = session.get_inputs()[0].shape
+    image = np.random.default_rng(0).random(shape, dtype=np.float32)
     return session.run(None, {session.get_inputs()[0].name: image})[0]
 
 

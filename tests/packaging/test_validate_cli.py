@@ -116,4 +116,4 @@ def test_architecture_directory_gets_the_platform_lookup_checks(tmp_path, capsys
     source = write_source_tree(tmp_path)
     (source.arch / "docker" / "config.py").write_text("X = 1\n")
     assert main(["validate", str(source.arch)]) == 0
-    assert f"WARNING {ARCH}/docker/config.py: the platform locates" in capsys.readouterr().out
+    assert f"WARNING {ARCH}/docker/config.py: the platform may take" in capsys.readouterr().out

@@ -103,7 +103,7 @@ def test_presets_break_the_schema(monkeypatch, tmp_path):
     report = validate_with(monkeypatch, tmp_path, stub(), files)
     assert any(
         f.path == f"{TOP}/{ARCH}/config/presets.json"
-        and "form defaults merged with presets.json are not valid" in f.message
+        and "form's initial values merged with presets.json are not valid" in f.message
         for f in report.errors
     ), report.lines()
 

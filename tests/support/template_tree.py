@@ -36,14 +36,6 @@ CUSTOM = {
     "score_name": "Accuracy",
     "score_regexp": r"Accuracy: ([0-9]*\.?[0-9]+)",
 }
-EXPORT_CONFIG = {
-    "model_type": "pytorch",
-    "input_names": ["image"],
-    "input_shapes": [[1, 3, 32, 32]],
-    "input_types": ["float32"],
-    "output_names": ["logits"],
-    "opset_version": 17,
-}
 DOCKERFILE = """\
 ARG BASE_IMAGE=nvcr.io/nvidia/pytorch:24.01-py3
 FROM ${BASE_IMAGE}
@@ -118,7 +110,6 @@ def architecture_files() -> dict[str, bytes]:
         "config/config.jsonschema": js(SCHEMA),
         "config/custom.json": js(CUSTOM),
         "config/presets.json": js(PRESETS),
-        "config/export_config.json": js(EXPORT_CONFIG),
         "docker/Dockerfile": DOCKERFILE.encode(),
         "docker/setup.py": SETUP_PY.encode(),
         "docker/train.py": TRAIN_PY.encode(),

@@ -17,9 +17,10 @@ from cookiecutter.exceptions import FailedHookException
 from dockerfile_parse import DockerfileParser
 
 from tests.support.repo import PYPROJECT
-from trainkit import layout, paths, score, vendor
+from trainkit import layout, paths, platform, vendor
 from trainkit.bake_check import bake_all, leftovers
 from trainkit.new import TASK_LABEL_FORMATS, bake
+from trainkit.platform import score
 from trainkit.update.record import RECORD_NAME
 
 TASK_FILES = ("datamodule.py", "model.py")
@@ -34,7 +35,8 @@ DOCKER_FILES = (
     "train.py",
     *TASK_FILES,
 )
-CONFIG_FILES = ("config.jsonschema", "custom.json", "export_config.json", "presets.json")
+# No config/export_config.json: the platform writes export_config.json from its export form.
+CONFIG_FILES = ("config.jsonschema", "custom.json", "presets.json")
 
 
 @pytest.fixture(scope="module")
@@ -155,13 +157,29 @@ def test_model_file_falls_back_to_model_pt_without_custom_json(tmp_path, monkeyp
     assert lifecycle.model_filepath() == tmp_path / "out" / "net.pth"
 
 
-def test_export_config_matches_the_schema_image_size(baked):
+NET_PROBE = """
+import json, sys, torch
+from model import Net
+shape = json.loads(sys.argv[1])
+out = Net(3)(torch.ones(*shape))
+print(json.dumps([list(t.shape) for t in (out if isinstance(out, tuple) else (out,))]))
+"""
+
+
+def test_net_takes_the_export_forms_initial_input(baked):
+    """The platform exports with its export form's values unless the user edits them: the
+    example networks must take that input shape (fully convolutional, any size / 8)."""
+    (shape,) = platform.export_form_values()["input_shapes"]
     for arch in baked.values():
-        export = json.loads((arch / "config" / "export_config.json").read_text())
-        schema = json.loads((arch / "config" / "config.jsonschema").read_text())
-        size = schema["properties"]["image-size"]["default"]
-        assert export["input_shapes"] == [[1, 3, size, size]]
-        assert set(export["dynamic_axes"]) == {*export["input_names"], *export["output_names"]}
+        proc = subprocess.run(
+            [sys.executable, "-c", NET_PROBE, json.dumps(shape)],
+            cwd=arch / "docker",
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert json.loads(proc.stdout)[0][0] == shape[0]
 
 
 def test_dockerfile_follows_the_contract(baked):
@@ -185,7 +203,7 @@ def test_dockerfile_follows_the_contract(baked):
         docker_files = {p.name for p in (arch / "docker").iterdir()} - {"Dockerfile"}
         runtime = {*layout.ENTRY_SCRIPTS, layout.RUNTIME_PACKAGE}
         expected = runtime | docker_files | set(layout.DOCKERFILE_MUST_COPY)
-        expected |= {"presets.json", "export_config.json", "custom.json"}
+        expected |= {"presets.json", "export_config.json", "custom.json", "config_to_args.py"}
         assert copied == expected
         text = (arch / "docker" / "Dockerfile").read_text()
         # every source exists in the platform's build context: no glob is needed or used

@@ -114,6 +114,35 @@ def test_check_answers_reports_the_first_bad_answer(tmp_path):
         pre.check_answers(context, tmp_path)
 
 
+def _arch(provider_dir: Path, category: str, name: str) -> None:
+    for rel in ("config/config.jsonschema", "docker/Dockerfile"):
+        (provider_dir / category / name / rel).parent.mkdir(parents=True, exist_ok=True)
+        (provider_dir / category / name / rel).touch()
+
+
+@pytest.mark.parametrize(
+    ("existing", "answer", "needle"),
+    [
+        ("Classification/TinyNet", "Net", "its Dockerfile look-up keeps every Dockerfile"),
+        ("Classification/Net", "TinyNet", "cannot build sibling Acme/Classification/Net"),
+        ("Classification/TinyNet", "Class", "whose path contains 'Class'"),
+    ],
+)
+def test_names_the_platforms_lookups_confuse_are_refused(tmp_path, existing, answer, needle):
+    provider = tmp_path / "Acme"
+    _arch(provider, *existing.split("/"))
+    with pytest.raises(pre.AnswerError, match=needle):
+        pre.check_platform_lookups(provider, "Classification", answer)
+    assert pre.check_platform_lookups(provider, "Detection", "GridDet") == []
+
+
+def test_names_of_the_platforms_stock_templates_count(tmp_path):
+    with pytest.raises(pre.AnswerError, match="Ultralytics/Object Detection/YOLOv5"):
+        pre.check_platform_lookups(tmp_path / "Ultralytics", "Object Detection", "YOLO")
+    warnings = pre.check_platform_lookups(tmp_path / "Acme", "Detection", "Det")
+    assert len(warnings) == 1 and "is part of the path" in warnings[0]
+
+
 def test_cookiecutter_defaults_are_accepted_answers():
     context = json.loads((paths.TEMPLATE_DIR / "cookiecutter.json").read_text())
     assert "vendor_runtime" not in context  # the runtime is always added at package time

@@ -73,6 +73,21 @@ def test_new_refuses_to_overwrite_an_architecture(tmp_path):
     assert "already exists" in proc.stderr
 
 
+def test_new_refuses_a_name_the_platforms_lookups_confuse(tmp_path):
+    assert trainkit("new", "--no-input", cwd=tmp_path).returncode == 0  # TinyNet
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    proc = trainkit("new", "--no-input", "architecture=Net", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("ERROR: architecture 'Net': the platform cannot build")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    latent = trainkit("new", "--no-input", "task=detection", "architecture=Det", cwd=tmp_path)
+    assert latent.returncode == 0
+    assert "WARNING: architecture 'Det': architecture name 'Det' is part of the path" in (
+        latent.stderr
+    )
+
+
 def test_new_rejects_unknown_questions(tmp_path):
     proc = trainkit("new", "--no-input", "colour=red", cwd=tmp_path)
     assert proc.returncode == 2

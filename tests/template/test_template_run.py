@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.platform_stock import stock_config_to_args_line
 from tests.support.repo import EXAMPLES_DIR
-from trainkit import score
+from trainkit.platform import score
 from trainkit.synthetic import write_cvat_dataset
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,8 @@ RUNS = {
 }
 
 # Runs in the workspace: the exported ONNX model against the PyTorch network it came from
-# (model.pt: export_config.json's save_native writes the state dict next to the ONNX file).
+# (model.pt: --export-set save_native=true writes the state dict next to the ONNX file). The
+# platform's export form's initial values export one fixed input shape, 1x3x224x224.
 COMPARE_ONNX = """
 import json, sys
 import numpy as np, onnxruntime, torch
@@ -50,7 +51,7 @@ net.eval()
 session = onnxruntime.InferenceSession(sys.argv[2], providers=["CPUExecutionProvider"])
 name = session.get_inputs()[0].name
 worst = 0.0
-for shape in ((2, 3, 64, 64), (1, 3, 96, 96)):
+for shape in ((1, 3, 224, 224),):
     image = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = net(image).numpy()
@@ -61,9 +62,11 @@ print(json.dumps({"max_abs_diff": worst}))
 """
 
 
-def trainkit_run(arch: Path, minio: Path, run_dir: Path, config_file: Path):
+def trainkit_run(arch: Path, minio: Path, run_dir: Path, values: dict):
     command = [sys.executable, "-m", "trainkit", "run", str(arch), "--minio", str(minio)]
-    command += ["--dataset-id", "1", "--output", str(run_dir), "--config", str(config_file)]
+    command += ["--dataset-id", "1", "--output", str(run_dir)]
+    command += [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+    command += ["--export-set", "save_native=true"]
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 
@@ -71,19 +74,12 @@ class Run:
     def __init__(self, task: str, root: Path):
         example, images, classes, config = RUNS[task]
         self.task = task
-        # A copy of the committed example whose export also writes model.pt (the weights).
         self.arch = root / "templates" / example
         shutil.copytree(EXAMPLES_DIR / example, self.arch)
-        export_config = self.arch / "config" / "export_config.json"
-        export_config.write_text(
-            json.dumps({**json.loads(export_config.read_text()), "save_native": True})
-        )
         self.minio = root / "minio"
         self.run_dir = root / "run"
         write_cvat_dataset(self.minio, 1, images, task, seed=0, n_classes=classes)
-        config_file = root / "config.json"
-        config_file.write_text(json.dumps(config))
-        self.proc = trainkit_run(self.arch, self.minio, self.run_dir, config_file)
+        self.proc = trainkit_run(self.arch, self.minio, self.run_dir, config)
         self.custom = json.loads((self.arch / "config" / "custom.json").read_text())
 
     @property
@@ -219,8 +215,8 @@ def test_a_second_run_reuses_the_run_directory(tmp_path):
     links = {p: p.lstat().st_ino for p in (first.run_dir / "datasets" / "images").rglob("*")}
     assert step > 0 and links
 
-    config_file = tmp_path / "config.json"  # the same form values
-    proc = trainkit_run(first.arch, first.minio, first.run_dir, config_file)
+    # the same form values
+    proc = trainkit_run(first.arch, first.minio, first.run_dir, RUNS["segmentation"][3])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     regexp = first.custom["score_regexp"]
     assert score.platform_score(proc.stdout, regexp) == score.platform_score(

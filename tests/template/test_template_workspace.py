@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from tests.support.repo import EXAMPLES_DIR
-from trainkit import layout, score, vendor, workspace
+from trainkit import layout, vendor, workspace
 from trainkit.errors import TrainkitError
+from trainkit.platform import score
 from trainkit.run import parse_assignments
 from trainkit_runtime import schema_args
 
@@ -78,22 +79,14 @@ def _defaults() -> dict:
 )
 def test_bad_form_values_name_the_key(overrides, message):
     with pytest.raises(TrainkitError, match=message) as info:
-        workspace.train_config(EXAMPLE, overrides, "--config values.json")
-    assert str(info.value).startswith("--config values.json: ")
+        workspace.train_config(EXAMPLE, overrides)
+    assert str(info.value).startswith("the platform's initial form values + --set: ")
 
 
 def test_not_an_architecture_directory(tmp_path):
     with pytest.raises(TrainkitError, match="not an architecture directory"):
         workspace.architecture_parts(tmp_path)
     assert workspace.architecture_parts(EXAMPLE) == ("Acme", "Classification", "TinyNet")
-
-
-def test_env_file_value_is_replaced_not_duplicated(tmp_path):
-    env = tmp_path / ".env"
-    env.write_text("# comment\nDATASET_ID=7\nexport OTHER=1\n")
-    workspace.set_env_file_value(env, "DATASET_ID", "3")
-    workspace.set_env_file_value(env, "OTHER", "2")
-    assert env.read_text() == "# comment\nDATASET_ID=3\nOTHER=2\n"
 
 
 def test_set_values_are_json_when_they_can_be():
@@ -120,7 +113,8 @@ def test_run_reports_a_missing_dataset_in_one_line(tmp_path):
 
 def test_run_reports_a_bad_config_value_in_one_line(tmp_path):
     (tmp_path / "datasets" / "1").mkdir(parents=True)
-    (tmp_path / "bad.json").write_text('{"batch-size": -4}')
+    # --config holds all the form's values (a saved form), here one of them out of range
+    (tmp_path / "bad.json").write_text(json.dumps({**_defaults(), "batch-size": -4}))
     proc = run_cli(
         *(str(EXAMPLE), "--minio", str(tmp_path), "--dataset-id", "1"),
         *("--config", str(tmp_path / "bad.json")),

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from trainkit import paths, score
+from trainkit import paths
+from trainkit.platform import score
 from trainkit.synthetic import write_cvat_dataset
 from trainkit.update import record, versions
 
@@ -184,11 +185,10 @@ def test_updated_old_architecture_runs_and_its_package_validates(tmp_path):
 
     minio = tmp_path / "minio"
     write_cvat_dataset(minio, 1, 48, "classification", seed=0, n_classes=2)
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"epochs": 1, "max-steps": 3, "workers": 0}))
     run = trainkit(
         "run", str(arch), "--minio", str(minio), "--dataset-id", "1",
-        "--output", str(tmp_path / "run"), "--config", str(config),
+        "--output", str(tmp_path / "run"),
+        "--set", "epochs=1", "--set", "max-steps=3", "--set", "workers=0",
         timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

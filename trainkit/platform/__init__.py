@@ -2,9 +2,19 @@
 
 `backend/` holds the Agri-Gaia backend's files unchanged (MIT, see backend/NOTICE). Where
 trainkit needs to behave like the platform, it runs that code or reads those files here, rather
-than re-implementing them: the form's initial values come from the backend's own
-`JSONSchemaDefault`, the export form is its `export.jsonschema`, the upload rules are its
-`validation/*.json`, and `--runtime platform` builds from its `model-training/` files.
+than re-implementing them:
+
+    __init__          the forms' initial values: the backend's own JSONSchemaDefault
+    backend_code      compiles the backend's functions from its files and runs them here
+    local             its train endpoints (build, edit, score, model) over a local stand-in
+    recipe            build_train_image's build context, with the stock or trainkit's files
+    forms             the train and export forms, filled like a user does
+    lookup            its file look-ups by substring (names it confuses, stray config files)
+    container, image  the built container without an engine: its files, its log
+    stock_entrypoint  the stock docker-entrypoint.sh, emulated without source/eval
+    score             the score it stores, from the last 50 lines of the log
+
+The upload rules (validation/*.json) are read by trainkit.validation.schemas.
 """
 
 from __future__ import annotations
@@ -38,13 +48,18 @@ def _jsonschema_module() -> ModuleType:
     return module
 
 
+def json_schema_default_class() -> type:
+    """The backend's own JSONSchemaDefault class (for running its code that uses it)."""
+    return _jsonschema_module().JSONSchemaDefault
+
+
 def form_values(schema: dict[str, Any]) -> dict[str, Any]:
     """The values the platform's form starts from for `schema`: the backend's own
     `JSONSchemaDefault(schema).get_default_values()` (booleans without default are True,
     numbers take their `minimum`, `allOf` if/then defaults apply, ...). The backend returns
     None for a schema without properties; that is {} here. Raises PlatformFormError where the
     backend's code raises (e.g. a `type` list: "Type unknown.")."""
-    cls = _jsonschema_module().JSONSchemaDefault
+    cls = json_schema_default_class()
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # it prints before it raises
             values = cls(schema).get_default_values()

@@ -93,7 +93,7 @@ def validate_directory(path: Path, report: Report, limits: Limits = DEFAULT_LIMI
                 return p.relative_to(tmp).as_posix()
 
             _check_architecture_dir(copy, rel, report)
-            check_platform_lookups(copy, rel, report)
+            check_platform_lookups(copy, rel, report, source_tree=True, siblings_of=path)
             check_architecture(copy, rel, report, packaged=False)
             return
         tree = check_structure(Path(tmp), report)

@@ -4,10 +4,11 @@ train.py, custom.json (model path and score regexp) and export_config.json."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -15,8 +16,9 @@ from typing import Any
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import SchemaError
 
-from trainkit import layout, score
+from trainkit import layout, platform
 from trainkit.form.rjsf_findings import form_warnings
+from trainkit.platform import score
 from trainkit.schema_refs import closed_validator, ref_problems
 from trainkit.validation.report import Report
 from trainkit_runtime import bounded_json
@@ -24,12 +26,13 @@ from trainkit_runtime import bounded_json
 # Keys the platform's (and our) config_to_args.py never pass to train.py.
 RESERVED_KEYS = ("train-split", "test-split")
 SCORE_SAMPLE_VALUE = 0.875
+# What the platform's stock entrypoint prints after train.py: bash's `time` report, then the
+# "Training ended" line (model-training/common/docker-entrypoint.sh).
+STOCK_TRAILER = (
+    "\nreal\t12m34.567s\nuser\t98m7.654s\nsys\t1m2.345s\nTraining ended: 2026-01-02T03:04:05\n"
+)
 DRAFT7_URIS = ("http://json-schema.org/draft-07/schema#", "http://json-schema.org/draft-07/schema")
 _SHELL_SPECIALS = re.compile(r"[\s'\"`$\\;&|<>(){}*?!#~]")
-TORCH_DTYPES = (
-    "float32", "float", "float64", "double", "float16", "half", "bfloat16",
-    "int8", "uint8", "int16", "short", "int32", "int", "int64", "long", "bool",
-)  # fmt: skip
 
 Rel = Callable[[Path], str]
 
@@ -65,18 +68,23 @@ def check_configs(arch: Path, rel: Rel, report: Report) -> None:
         presets = None
     if schema is not None and check_schema(schema, rel(schema_path), report):
         check_form_rendering(schema, rel(schema_path), report)
-        check_defaults_and_round_trip(
-            arch, schema, presets or {}, rel(schema_path), rel(presets_path), report
-        )
+        initial = check_initial_values(schema, rel(schema_path), report)
+        if initial is not None:
+            check_defaults_and_round_trip(
+                arch, schema, initial, presets or {}, rel(schema_path), rel(presets_path), report
+            )
     custom_path = config_dir / "custom.json"
     custom = _load(custom_path)
     if custom is not None:
         check_custom(custom, rel(custom_path), report)
     export_path = config_dir / "export_config.json"
     if export_path.is_file():
-        export = _load(export_path)
-        if export is not None:
-            check_export_config(export, rel(export_path), report)
+        report.warning(
+            rel(export_path),
+            "not used by the platform: it writes export_config.json from its ONNX export form "
+            "(initial values: input_shapes [[1, 3, 224, 224]], no input names, dynamo false, "
+            "opset 18) and never reads this file; tell users what to enter in that form instead",
+        )
 
 
 def check_schema(schema: Any, where: str, report: Report) -> bool:
@@ -128,6 +136,61 @@ def check_schema(schema: Any, where: str, report: Report) -> bool:
                 )
                 ok = False
     return ok
+
+
+def _type_lists(schema: Any, path: str = "") -> Iterator[str]:
+    """Where a schema has `type` lists that JSONSchemaDefault would have to compute a value
+    for (no `default`, no `enum`)."""
+    if isinstance(schema, dict):
+        if isinstance(schema.get("type"), list) and not {"default", "enum"} & schema.keys():
+            yield path or "(root)"
+        for key, value in schema.items():
+            if key in ("properties", "definitions") and isinstance(value, dict):
+                for name, sub in value.items():
+                    yield from _type_lists(sub, f"{path}/{name}" if path else name)
+            elif isinstance(value, (dict, list)) and key not in ("default", "enum", "const"):
+                yield from _type_lists(value, path)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _type_lists(item, path)
+
+
+def check_initial_values(schema: dict, where: str, report: Report) -> dict | None:
+    """The values the platform's form starts from (the backend's own JSONSchemaDefault): the
+    form must open, and its first values must be valid for the schema (rjsf validates live and
+    does not submit invalid values). Returns them, or None when the form does not open."""
+    try:
+        initial = platform.form_values(copy.deepcopy(schema))
+    except platform.PlatformFormError as exc:
+        lists = list(dict.fromkeys(_type_lists(schema)))
+        hint = (
+            f"; `type` is a list at {', '.join(lists)} (JSONSchemaDefault handles one type per "
+            "property)"
+            if lists
+            else ""
+        )
+        report.error(
+            where,
+            f"the platform cannot compute its form's initial values ({exc}){hint}: its "
+            "GET /train/config/... fails and users get no form",
+        )
+        return None
+    for error in _safe_errors(schema, initial, where, report):
+        report.error(
+            where,
+            f"the platform's form starts with {_where(error)} = {error.instance!r} "
+            f"(JSONSchemaDefault: the default, else the first enum value, else booleans true, "
+            f"numbers their minimum, strings ''), which the schema rejects: {error.message}; "
+            "the form does not submit until the user changes it",
+        )
+    for path in dict.fromkeys(_type_lists(schema)):
+        report.warning(
+            where,
+            f"`type` is a list without a default at {path}: the platform's JSONSchemaDefault "
+            "fails with \"TypeError: unhashable type: 'list'\" where it computes a value for "
+            "such a property; give it a default, or one type",
+        )
+    return initial
 
 
 def check_schema_refs(schema: dict, where: str, report: Report) -> bool:
@@ -185,23 +248,28 @@ def _parse(parser, argv: list[str]) -> tuple[Any, str]:
 
 
 def check_defaults_and_round_trip(
-    arch: Path, schema: dict, presets: dict, schema_where: str, presets_where: str, report: Report
+    arch: Path,
+    schema: dict,
+    initial: dict,
+    presets: dict,
+    schema_where: str,
+    presets_where: str,
+    report: Report,
 ) -> None:
+    """The form's initial values merged with presets (setup.py's finalize_config): valid for
+    the schema, and the same values in train.py after both argv forms."""
     sa = load_schema_args()
-    try:
-        defaults = sa.schema_defaults(schema)
-    except Exception as exc:  # schema_args cannot read this schema: say why
-        report.error(schema_where, f"cannot compute the form defaults: {exc}")
-        return
-    merged = {**defaults, **presets}
+    merged = {**initial, **presets}
 
     def where(key: Any) -> str:
         return presets_where if key in presets else schema_where
 
     for error in _safe_errors(schema, merged, schema_where, report):
         key = error.absolute_path[0] if error.absolute_path else None
+        if key not in presets and error.validator != "additionalProperties":
+            continue  # the initial values alone: check_initial_values reported it
         message = (
-            f"form defaults merged with presets.json are not valid for the schema: "
+            f"the form's initial values merged with presets.json are not valid for the schema: "
             f"{error.message} (at {_where(error)})"
         )
         if error.validator == "additionalProperties":
@@ -308,9 +376,7 @@ def check_score_regexp(regexp: str, name: str, where: str, report: Report) -> No
     sample = f"{name}: {SCORE_SAMPLE_VALUE}" if name else f"score: {SCORE_SAMPLE_VALUE}"
     try:
         score.findall_bounded(regexp, score.probe_log(sample))
-        got = score.last_float(
-            score.findall_bounded(regexp, f"Epoch 3: loss: 0.1234\n{sample}\nTraining ended\n")
-        )
+        got = score.extract(f"Epoch 3: loss: 0.1234\n{sample}\n{STOCK_TRAILER}", regexp).value
     except score.ScoreRegexpError as exc:
         report.error(where, str(exc))
         return
@@ -318,56 +384,7 @@ def check_score_regexp(regexp: str, name: str, where: str, report: Report) -> No
         report.error(
             where,
             f"score_regexp {regexp!r} does not extract {SCORE_SAMPLE_VALUE} from the sample "
-            f"score line {sample!r} (got {got!r}); print the score as '{name}: <value>'",
+            f"score line {sample!r} followed by what the platform's stock entrypoint prints "
+            f"after train.py (bash's `time` report, 'Training ended: ...') (got {got!r}); "
+            f"print the score as '{name}: <value>' and match only that line",
         )
-
-
-def check_export_config(export: Any, where: str, report: Report) -> None:
-    if not isinstance(export, dict):
-        report.error(where, "must be a JSON object (torch.onnx.export settings)")
-        return
-    if not export:
-        return  # empty: the ONNX export is skipped and the fallback saves the model
-
-    def is_list_of(value: Any, kind: type) -> bool:
-        return isinstance(value, list) and all(
-            isinstance(v, kind) and not isinstance(v, bool) for v in value
-        )
-
-    shapes, types = export.get("input_shapes"), export.get("input_types")
-    if not (isinstance(shapes, list) and shapes and all(is_list_of(s, int) for s in shapes)):
-        report.error(where, "input_shapes must be a non-empty list of lists of integers")
-        shapes = None
-    if not (is_list_of(types, str) and types):
-        report.error(where, "input_types must be a non-empty list of strings")
-        types = None
-    else:
-        for t in types:
-            if t not in TORCH_DTYPES:
-                report.error(where, f"input_types has {t!r}, not a torch dtype name")
-    if shapes is not None and types is not None and len(shapes) != len(types):
-        report.error(
-            where, f"input_shapes ({len(shapes)}) and input_types ({len(types)}) differ in length"
-        )
-    names = export.get("input_names")
-    if names is not None:
-        if not is_list_of(names, str):
-            report.error(where, "input_names must be a list of strings")
-        elif shapes is not None and len(names) > len(shapes):
-            report.error(where, "more input_names than input_shapes")
-    checks = {
-        "model_type": (str,),
-        "output_names": (list,),
-        "dynamic_axes": (dict,),
-        "opset_version": (int,),
-        "do_constant_folding": (bool,),
-        "export_params": (bool,),
-    }
-    for key, kinds in checks.items():
-        if key in export and (
-            not isinstance(export[key], kinds)
-            or (kinds == (int,) and isinstance(export[key], bool))
-        ):
-            report.error(where, f"{key} must be of type {kinds[0].__name__}")
-    if "output_names" in export and not is_list_of(export["output_names"], str):
-        report.error(where, "output_names must be a list of strings")

@@ -13,6 +13,7 @@ from pathlib import Path
 from dockerfile_parse import DockerfileParser
 
 from trainkit import layout, vendor
+from trainkit.platform import backend_code, recipe
 from trainkit.validation.report import Report
 
 ENTRYPOINT_SCRIPT = "docker-entrypoint.sh"
@@ -33,10 +34,10 @@ def build_context(arch: Path) -> set[str]:
     """Relative paths the platform's build context holds for this architecture (its docker/
     files, with the runtime copy `trainkit package` adds, and the platform's own files)."""
     docker = arch / layout.DOCKER_DIR
-    files = set(layout.PLATFORM_BUILD_CONTEXT_FILES) | {rel for rel, _ in vendor.runtime_files()}
+    files = {rel for rel, _ in vendor.runtime_files()}
     if docker.is_dir():
         files |= {p.relative_to(docker).as_posix() for p in docker.rglob("*") if p.is_file()}
-    return files
+    return recipe.context_files(files)
 
 
 def _is_glob(source: str) -> bool:
@@ -97,20 +98,31 @@ def _destination(copy: Copy, filename: str) -> str:
     return posixpath.normpath(dest)
 
 
-def _platform_destination(copies: list[Copy], filename: str) -> str:
-    """Where the platform looks for train_config.json/.env in the container: the first COPY
-    whose text contains the name, its last space-separated word, joined to the last WORKDIR."""
-    for copy in copies:
-        if copy.instruction == "COPY" and filename in copy.raw_value:
-            dst = copy.raw_value.split(" ")[-1]
-            if posixpath.basename(dst) != filename:
-                dst = posixpath.join(dst, filename)
-            if not dst.startswith("/"):
-                if copy.workdir is None:
-                    return posixpath.join(PLATFORM_DEFAULT_WORKDIR, filename)
-                dst = posixpath.join(copy.workdir, dst)
-            return posixpath.normpath(dst)
-    return posixpath.join(PLATFORM_DEFAULT_WORKDIR, filename)
+def platform_destination(dockerfile: Path, filename: str) -> str:
+    """Where the platform's config edit and reads look for `filename` in the container: the
+    backend's own get_config_container_filepath / get_env_container_filepath (the first COPY
+    whose text contains the name, its last word, joined to the WORKDIR before it; /workspace
+    when that fails)."""
+    util = backend_code.functions(
+        backend_code.UTIL_TRAIN,
+        [
+            "DEFAULT_CONTAINER_WORKSPACE",
+            "ENV_FILENAME",
+            "TRAIN_CONFIG_FILENAME",
+            "EXPORT_CONFIG_FILENAME",
+            "parse_dockerfile",
+            "get_container_filepath",
+            "get_config_container_filepath",
+            "get_env_container_filepath",
+            "default_container_filepath",
+        ],
+        {"get_dockerfile_filepath": lambda *_args: str(dockerfile)},
+    )
+    if filename == util.ENV_FILENAME:
+        found = util.get_env_container_filepath("", "", "")
+    else:
+        found = util.get_config_container_filepath(filename, "", "", "")
+    return posixpath.normpath(str(found))
 
 
 _SHELLS = ("sh", "bash", "dash", "env")
@@ -219,12 +231,12 @@ def check_dockerfile(arch: Path, rel, report: Report) -> None:
         report.error(where, f"ENTRYPOINT must run {ENTRYPOINT_SCRIPT}{shown}")
     check_remote_sources(structure, where, report)
 
-    for name in layout.PLATFORM_OVERWRITES_DOCKER:
+    for name in (*recipe.WRITTEN_AFTER_DOCKER, *recipe.FORM_FILES):
         shadowed = arch / layout.DOCKER_DIR / name
         if shadowed.is_file():
             report.warning(
                 rel(shadowed),
-                f"the platform copies its own {name} into the build context after docker/, "
+                f"the platform writes its own {name} into the build context after docker/, "
                 "so this file is replaced there",
             )
 
@@ -246,16 +258,33 @@ def check_dockerfile(arch: Path, rel, report: Report) -> None:
                 "this template's docker/ files)",
             )
 
-    for filename in layout.DOCKERFILE_MUST_COPY:
+    real: dict[str, str] = {}
+    for filename in (*layout.DOCKERFILE_MUST_COPY, "export_config.json"):
         actual = [c for c in copies if any(_covers(s, filename) for s in c.sources)]
         if not actual:
-            report.error(where, f"does not COPY {filename} (the platform expects it in WORKDIR)")
+            if filename in layout.DOCKERFILE_MUST_COPY:
+                report.error(
+                    where, f"does not COPY {filename} (the platform expects it in WORKDIR)"
+                )
             continue
-        real = _destination(actual[0], filename)
-        expected = _platform_destination(copies, filename)
-        if real != expected:
+        real[filename] = _destination(actual[0], filename)
+        expected = platform_destination(path, filename)
+        if real[filename] != expected:
             report.warning(
                 where,
                 f"the platform will look for {filename} at {expected}, but the Dockerfile "
-                f"copies it to {real}",
+                f"copies it to {real[filename]}",
+            )
+    if "export_config.json" in real and "train_config.json" in real:
+        # update_train_container_config copies BOTH files to train_config.json's directory
+        edited = posixpath.join(
+            posixpath.dirname(platform_destination(path, "train_config.json")),
+            "export_config.json",
+        )
+        if real["export_config.json"] != edited:
+            report.warning(
+                where,
+                f"the platform's config edit of a built container copies the new "
+                f"export_config.json to {edited} (beside train_config.json), but the image "
+                f"has it at {real['export_config.json']}: an edited export form is not used",
             )

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from trainkit import layout
+from trainkit.platform import recipe
 from trainkit.validation.report import Report
 
 ENTRY_SCRIPTS = ("setup.py", "train.py")
@@ -58,7 +59,7 @@ def check_python(arch: Path, rel, report: Report, *, runtime_added: bool = False
     docker_modules = {p.stem for p in docker.glob("*.py")}
     if runtime_added or (docker / layout.RUNTIME_PACKAGE / "__init__.py").is_file():
         docker_modules.add(layout.RUNTIME_PACKAGE)
-    platform_modules = _stem_set(list(layout.PLATFORM_BUILD_CONTEXT_FILES))
+    platform_modules = _stem_set(sorted(recipe.context_files(set())))
     # trainkit's runtime, and the flat helper modules earlier trainkit versions copied into
     # docker/ (an architecture still importing them needs them shipped or `trainkit update`).
     ours = {layout.RUNTIME_PACKAGE, "schema_args", "run_control", "s3_credentials"}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from trainkit import layout
 from trainkit.names import NAME_KINDS, name_error
+from trainkit.platform import lookup
 from trainkit.validation import schemas
 from trainkit.validation.report import ARCHIVE, Report
 from trainkit_runtime import bounded_json
@@ -133,7 +134,7 @@ def check_structure(extract_root: Path, report: Report, only: str | None = None)
     _check_required(tree, root, "common.json", report)
     if tree.arch_dir is not None:
         _check_required(tree, tree.arch_dir, "template.json", report)
-        check_platform_lookups(tree.arch_dir, tree.rel, report)
+        check_platform_lookups(tree.arch_dir, tree.rel, report, source_tree=False)
 
     for f in files:
         if f.suffix in (".json", ".jsonschema"):
@@ -164,31 +165,27 @@ def check_json_file(path: Path, shown: str, where: str, report: Report) -> None:
         add(where, f"{exc}; the platform's form and other JSON readers treat this differently")
 
 
-def check_platform_lookups(arch: Path, rel, report: Report) -> None:
-    """The platform finds an installed architecture's files by name below its directory:
-    the config by stem 'config', the Dockerfile by name (exactly one)."""
-    inside = sorted(
-        f
-        for f in arch.rglob("*")
-        if f.is_file() and not f.is_symlink() and not _hidden(f.relative_to(arch))
-    )
-    dockerfiles = [f for f in inside if f.name == "Dockerfile"]
-    if len(dockerfiles) > 1:
-        report.error(
-            rel(arch),
-            "more than one file named Dockerfile ("
-            + ", ".join(rel(f) for f in dockerfiles)
-            + "); the platform answers 'Dockerfile for ... not found.' unless there is one",
-        )
-    expected = arch / layout.CONFIG_DIR / "config.jsonschema"
-    for f in inside:
-        if f.stem == "config" and f != expected:
-            report.warning(
-                rel(f),
-                "the platform locates the architecture's form schema as the first file with "
-                "stem 'config'; this file may be picked instead of config/config.jsonschema",
-            )
+def check_platform_lookups(
+    arch: Path, rel, report: Report, *, source_tree: bool, siblings_of: Path | None = None
+) -> None:
+    """The backend finds an installed architecture's Dockerfile and form schema by substring
+    over every file of its provider (trainkit/platform/lookup.py, the backend's own code): its
+    name against its siblings and the platform's stock templates, and stray files with stem
+    'config'.
 
-
-def _hidden(rel: Path) -> bool:
-    return any(part.startswith(".") for part in rel.parts)
+    source_tree: arch is an architecture directory of a templates tree (what `trainkit package`
+    would upload), not an upload (a ZIP, a template root); siblings_of: where that architecture
+    is in its templates tree (arch may be a snapshot of it), whose siblings are looked at."""
+    parts = arch.resolve().parts[-3:]
+    try:
+        files = lookup.architecture_files(arch, add_runtime=source_tree)
+        others = lookup.stock_architectures(parts[0])
+        if source_tree:
+            others += lookup.local_siblings(siblings_of or arch, add_runtime=True)
+        findings = lookup.check(lookup.Arch(*parts, files, "target"), others)
+    except (OSError, ValueError) as exc:
+        report.warning(rel(arch), f"the platform's file look-ups were not checked: {exc}")
+        return
+    for finding in findings:
+        where = rel(arch / finding.file) if finding.file else rel(arch)
+        (report.error if finding.level == "ERROR" else report.warning)(where, finding.message)

@@ -72,24 +72,54 @@ def check_not_existing(provider_dir: Path, category: str, architecture: str) -> 
         raise AnswerError(f"{target} already exists; choose another architecture name or remove it")
 
 
-def check_answers(context: dict, provider_dir: Path) -> None:
-    """All checks, in prompt order; raises AnswerError on the first bad answer."""
+def check_platform_lookups(provider_dir: Path, category: str, architecture: str) -> list[str]:
+    """The platform finds an architecture's Dockerfile and schema by substring over its
+    provider's files: refuse a name it would confuse with a sibling here or one of its stock
+    templates (AnswerError), return warnings for names that may clash there later. Needs
+    trainkit (its model of the platform); plain cookiecutter without it skips this check."""
+    try:
+        from trainkit.platform import lookup
+    except ImportError:
+        return []
+    provider = provider_dir.name
+    files = tuple(f"{lookup.SCHEMA.parent}/{n}" for n in ("config.jsonschema", "custom.json"))
+    target = lookup.Arch(provider, category, architecture, (*files, "docker/Dockerfile"), "target")
+    others = lookup.stock_architectures(provider)
+    if provider_dir.is_dir():
+        for arch in sorted(provider_dir.glob("*/*")):
+            if (arch / "config").is_dir() and (arch / "docker").is_dir():
+                found = lookup.architecture_files(arch, add_runtime=False)
+                others.append(lookup.Arch(provider, arch.parent.name, arch.name, found))
+    findings = lookup.check(target, others)
+    errors = [f.message for f in findings if f.level == "ERROR"]
+    if errors:
+        raise AnswerError(f"architecture {architecture!r}: {errors[0]}")
+    return [f"architecture {architecture!r}: {f.message}" for f in findings]
+
+
+def check_answers(context: dict, provider_dir: Path) -> list[str]:
+    """All checks, in prompt order; raises AnswerError on the first bad answer. Returns
+    warnings (the answers work, but something about them may bite later)."""
     for field in NAME_FIELDS:
         check_name(field, str(context[field]))
     check_task_and_format(str(context["task"]), str(context["label_format"]))
     check_score_name(str(context["score_name"]))
     for field in ("author_name", "author_email"):
         check_author(field, str(context.get(field, "")))
-    check_not_existing(provider_dir, str(context["category"]), str(context["architecture"]))
+    category, architecture = str(context["category"]), str(context["architecture"])
+    check_not_existing(provider_dir, category, architecture)
+    return check_platform_lookups(provider_dir, category, architecture)
 
 
 def main() -> int:
     context = json.loads(RAW_CONTEXT)
     try:
-        check_answers(context, Path.cwd())
+        warnings = check_answers(context, Path.cwd())
     except AnswerError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
+    for warning in warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
     return 0
 
 

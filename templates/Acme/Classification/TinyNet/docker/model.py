@@ -4,7 +4,8 @@ A small CNN image classifier.
 
 `Net` is the plain torch module that gets exported (input: RGB float images in [0, 1], shape
 (batch, 3, H, W); output: class logits). `Model` wraps it for Lightning. To use your own
-network, replace `Net` (keep its input/output contract or update export_config.json).
+network, replace `Net` (keep its input/output contract; the platform exports it with the values
+of its ONNX export form, by default one input of shape 1x3x224x224).
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 A small encoder-decoder (U-Net-like) for semantic segmentation.
 
 `Net` is the plain torch module that gets exported. Input: RGB float images in [0, 1], shape
-(batch, 3, H, W) with H and W multiples of 4. Output "mask_logits": (batch, 1 + classes, H, W);
+(batch, 3, H, W) with H and W multiples of 4. Output: mask logits (batch, 1 + classes, H, W);
 channel 0 is background, channel k + 1 the k-th label; arg-max over channels gives the mask.
-Replace `Net` with your own network (keep the input/output contract or update
-export_config.json).
+Replace `Net` with your own network (keep the input/output contract; the platform exports it
+with the values of its ONNX export form, by default one input of shape 1x3x224x224).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A small one-stage grid detector (one box per grid cell).
 
 `Net` is the plain torch module that gets exported. Input: RGB float images in [0, 1], shape
-(batch, 3, H, W). Output "grid": (batch, 5 + classes, H / 8, W / 8); per cell the channels are
+(batch, 3, H, W). Output: the grid (batch, 5 + classes, H / 8, W / 8); per cell the channels are
 objectness logit, x and y offset in the cell (sigmoid), width and height relative to the image
 (sigmoid), then class logits. `decode` turns it into boxes (and is what an ONNX consumer needs
 to reimplement). Replace `Net` with your own network and keep or adapt `decode`/`loss`.
