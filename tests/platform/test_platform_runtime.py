@@ -209,8 +209,10 @@ def test_restart_needs_the_earlier_container(tmp_path):
 def test_env_the_platform_would_expand_is_refused_before_anything_runs(tmp_path):
     arch = tmp_path / "templates" / "Acme" / "Classification" / "TinyNet"
     shutil.copytree(EXAMPLES_DIR / EXAMPLES["classification"][0], arch)
-    with (arch / "docker" / ".env").open("a") as env:
+    env_file = arch / "docker" / ".env"
+    with env_file.open("a") as env:
         env.write("APP_EXTRA=$(id)\n")  # a key trainkit's .env allowlist takes
+    line = len(env_file.read_text().splitlines())
     run = tmp_path / "run"
     proc = trainkit_run(
         arch,
@@ -225,7 +227,7 @@ def test_env_the_platform_would_expand_is_refused_before_anything_runs(tmp_path)
     )
     assert proc.returncode == stock_entrypoint.REFUSED
     assert proc.stderr.strip().splitlines()[-1] == (
-        "trainkit run: error: .env line 3 (APP_EXTRA): the platform's `source .env` would "
+        f"trainkit run: error: .env line {line} (APP_EXTRA): the platform's `source .env` would "
         "expand `$(id)`"
     )
     assert not any((run / "datasets").iterdir())  # setup.py never ran
