@@ -34,7 +34,16 @@ def test_help_lists_every_command_with_its_help_line():
     assert proc.returncode == 0, proc.stderr
     listed = re.findall(r"^ {4}(\S+) {2,}(\S.*)$", proc.stdout, flags=re.MULTILINE)
     assert listed == COMMANDS, proc.stdout
-    assert proc.stdout.startswith("usage: trainkit [-h] [-v] COMMAND ...")
+    assert proc.stdout.startswith("usage: trainkit [-h] [--version] [-v] COMMAND ...")
+    assert "add_parser" not in proc.stdout  # the user's description, not the developers' docstring
+
+
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    proc = trainkit("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"trainkit {version('trainkit')}\n"
 
 
 @pytest.mark.parametrize("command", [name for name, _ in COMMANDS])

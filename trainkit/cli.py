@@ -13,7 +13,15 @@ import logging
 import sys
 
 from trainkit.errors import TrainkitError
+from trainkit_runtime import __version__
 from trainkit_runtime.redaction import one_line
+
+# What `trainkit --help` says (the module docstring is for developers).
+DESCRIPTION = (
+    "Write, run, package and validate train containers for the Agri-Gaia platform: generate an "
+    "architecture, train it locally against a mocked MinIO folder, package it, and find out what "
+    "the platform would reject before you upload."
+)
 
 # Modules implementing `add_parser(subparsers)` and `run(args) -> int`, in --help order.
 COMMAND_MODULES = (
@@ -64,7 +72,8 @@ def mask_values(message: str, typed: tuple[str, ...]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = MaskingArgumentParser(prog="trainkit", description=__doc__)
+    parser = MaskingArgumentParser(prog="trainkit", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"trainkit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMAND_MODULES:
