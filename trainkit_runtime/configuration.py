@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from trainkit_runtime import bounded_json
+from trainkit_runtime.atomic_files import target_mode, write_text_atomically
 
 TRAIN_CONFIG_FILEPATH = "./train_config.json"
 PRESETS_FILEPATH = "./presets.json"
@@ -54,32 +53,11 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON so readers see the old file or the complete new one, never a partial one.
-
-    The temp file lives in the target's directory (``os.replace`` is atomic only within one
-    filesystem) and gets the target's permissions (or the umask default for a new file), because
-    ``mkstemp`` creates 0600 files that another user (after a privilege drop) could not read.
-    """
+    """Write JSON so readers see the old file or the complete new one, never a partial one; a
+    rewrite keeps the file's permissions (atomic_files.py)."""
     path = Path(path)
     text = json.dumps(data, indent=4) + "\n"  # fails before any file is touched
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.chmod(mode)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, text, mode=target_mode(path))
 
 
 def load_config() -> dict[str, Any]:

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from trainkit_runtime.atomic_files import target_mode, write_text_atomically
+
 CHUNK_ITEMS = 10_000
 
 
@@ -38,15 +40,9 @@ def iter_json(value: Any, *, allow_nan: bool = False, chunk: int = CHUNK_ITEMS) 
 
 
 def write_json_atomically(target: Path, value: Any, *, allow_nan: bool = False) -> None:
-    """`json.dumps(value)` to `target` via a temp file in the same directory and a rename.
-    NaN/Infinity are refused by default (ValueError): they are not JSON."""
+    """`json.dumps(value)` to `target` via a temp file in the same directory and a rename
+    (atomic_files.py; no fsync: labels are rebuilt by the next setup if lost). NaN/Infinity
+    are refused by default (ValueError): they are not JSON."""
     target = Path(target)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            for piece in iter_json(value, allow_nan=allow_nan):
-                fh.write(piece)
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    pieces = iter_json(value, allow_nan=allow_nan)
+    write_text_atomically(target, pieces, mode=target_mode(target), fsync=False)

@@ -59,7 +59,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -68,6 +67,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from trainkit_runtime.atomic_files import write_text_atomically
 
 DEFAULT_OUTPUT_DIR = "/workspace/output"
 DEFAULT_DATASETS_ROOT = "/datasets"
@@ -168,23 +169,7 @@ def _atomic_write_text(path: Path, text: str, *, exclusive: bool = False) -> boo
     """Write via a temp file + rename (readers never see half a file). ``exclusive``: keep an
     existing file (first writer wins) and return False."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if not exclusive:
-            tmp.replace(path)
-            return True
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
+    return write_text_atomically(path, text, exclusive=exclusive)
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:

@@ -7,15 +7,13 @@ symlink, a directory or a device must not be followed or replaced, and a reader 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from trainkit.errors import TrainkitError
+from trainkit_runtime.atomic_files import write_text_atomically
 
 
 class UnsafeTarget(TrainkitError):
@@ -34,20 +32,8 @@ def check_target(path: Path) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write `data` as indented JSON to `path` via a temp file in the same directory + rename."""
+    """Write `data` as indented JSON to `path` via a temp file in the same directory + rename,
+    checking the target again right before the rename."""
     check_target(path)
     text = json.dumps(data, indent=2) + "\n"
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.chmod(0o644)
-        check_target(path)  # again, right before the rename
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    write_text_atomically(path, text, mode=0o644, before_replace=lambda: check_target(path))
