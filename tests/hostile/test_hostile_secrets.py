@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.hostile import assert_no_secret, assert_one_line_error, trainkit
+from tests.support.serving import serving
 from tests.support.template_tree import valid_files, write_zip
 from trainkit_runtime import s3_credentials
 
@@ -72,15 +72,8 @@ class EchoServer(ThreadingHTTPServer):
 
 @contextmanager
 def echo_server(kind: str) -> Iterator[EchoServer]:
-    server = EchoServer(kind)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(EchoServer(kind)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -9,12 +9,13 @@ import base64
 import os
 import subprocess
 import sys
-import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from tests.support.serving import serving
 
 
 class _CountingHandler(BaseHTTPRequestHandler):
@@ -48,15 +49,8 @@ class CountingServer(ThreadingHTTPServer):
 
 @contextmanager
 def counting_server() -> Iterator[CountingServer]:
-    server = CountingServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(CountingServer()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def tree_state(directory: Path) -> dict[str, tuple[int, bytes | str | None]]:

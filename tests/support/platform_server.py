@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email import policy
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.support.serving import serving
 
 TOKEN = "s3cr3t-t0ken-value"
 
@@ -76,12 +77,5 @@ class PlatformServer(ThreadingHTTPServer):
 
 @contextmanager
 def platform_server() -> Iterator[PlatformServer]:
-    server = PlatformServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(PlatformServer()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
